@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian tools that tests and benches drive for real, only when missing.
+# Needs root (CI and the dev machines run as root); otherwise prints what is missing
+# and the tests that need them skip with a clear reason.
+set -uo pipefail
+want=()
+command -v curl >/dev/null || want+=(curl)
+command -v aria2c >/dev/null || want+=(aria2)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || want+=(nginx-light)
+command -v xdelta3 >/dev/null || want+=(xdelta3)
+command -v zstd >/dev/null || want+=(zstd)
+command -v minisign >/dev/null || want+=(minisign)
+command -v ip >/dev/null || want+=(iproute2)
+[ ${#want[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "system-deps: not root, cannot install: ${want[*]} (tests needing them will skip)" >&2
+    exit 0
+fi
+echo "system-deps: installing ${want[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null 2>&1 || true
+apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null 2>&1 || \
+    echo "system-deps: apt-get install failed for some of: ${want[*]}" >&2
+exit 0

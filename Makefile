@@ -1,0 +1,45 @@
+# Two commands from a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench soak fuzz clean system-deps
+
+$(STAMP): pyproject.toml
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
+		$(PYTHON) -m pip install --quiet uv || \
+		$(PYTHON) -m pip install --quiet --user --break-system-packages uv
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
+	$(UV) pip install --quiet --python $(BIN)/python -e '.[all]' --group dev
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m webseed.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check webseed peer geo patches
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# Debian tools the tests drive for real (curl, aria2c, nginx, ...); installs only what is missing.
+system-deps:
+	@bash .ci/system-deps.sh
+
+unit: $(STAMP) system-deps
+	rm -f .coverage .coverage.*
+	$(BIN)/python -m pytest --cov --cov-report= -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/coverage combine --quiet || true
+	$(BIN)/python .ci/covgate.py
+
+test: lint typecheck unit
+
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

@@ -1,10 +1,24 @@
-"""The ``webseed`` command line."""
+"""The ``webseed`` command line: publish, verify, serve, get, diff, patch and more.
+
+Exit codes: 0 success; 1 verification or integrity failure; 2 usage error;
+3 network or source failure (nothing could serve the data); 4 local I/O error.
+"""
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 import typer
 
 from webseed import __version__
+from webseed import commands as _commands
+
+EXIT_OK = 0
+EXIT_INTEGRITY = 1
+EXIT_USAGE = 2
+EXIT_SOURCES = 3
+EXIT_IO = 4
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -13,6 +27,15 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 def version() -> None:
     """Print the webseed version."""
     typer.echo(__version__)
+
+
+def _register_all() -> None:
+    for info in sorted(pkgutil.iter_modules(_commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{_commands.__name__}.{info.name}")
+        module.register(app)
+
+
+_register_all()
 
 
 def main() -> None:

@@ -14,12 +14,6 @@ import typer
 from webseed import __version__
 from webseed import commands as _commands
 
-EXIT_OK = 0
-EXIT_INTEGRITY = 1
-EXIT_USAGE = 2
-EXIT_SOURCES = 3
-EXIT_IO = 4
-
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 
@@ -31,6 +25,8 @@ def version() -> None:
 
 def _register_all() -> None:
     for info in sorted(pkgutil.iter_modules(_commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
         module = importlib.import_module(f"{_commands.__name__}.{info.name}")
         module.register(app)
 

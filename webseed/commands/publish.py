@@ -1,0 +1,81 @@
+"""``webseed publish``: manifests and the signed index for a source tree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from webseed.commands._common import cli_errors
+from webseed.errors import KeyFileError
+from webseed.index.keys import RoleKeys
+from webseed.index.layout import ROLES
+from webseed.index.publisher import Publisher, PublishReport
+from webseed.integrity.keys import load_private_key
+
+
+def parse_key_specs(specs: list[str], thresholds: list[str]) -> RoleKeys:
+    """``FILE`` signs every role; ``ROLE[,ROLE]=FILE`` signs those (FILE may be env:/fd:)."""
+    if not specs:
+        raise KeyFileError("at least one --key is needed")
+    assignments = []
+    for spec in specs:
+        roles_part, sep, source = spec.partition("=")
+        if sep and all(r in ROLES for r in roles_part.split(",")):
+            roles = roles_part.split(",")
+        else:
+            roles, source = list(ROLES), spec
+        assignments.append((roles, load_private_key(source)))
+    limits: dict[str, int] = {}
+    for item in thresholds:
+        role, _, value = item.partition("=")
+        if role not in ROLES or not value.isdigit():
+            raise KeyFileError(f"bad --threshold {item!r}: want ROLE=N")
+        limits[role] = int(value)
+    return RoleKeys.from_assignments(assignments, limits)
+
+
+def publish_tree(src: Path, repo: Path, keys: RoleKeys) -> PublishReport:
+    """Library entry point for build tools: publish ``src`` into ``repo`` signed with ``keys``."""
+    return Publisher(repo, keys).publish(src)
+
+
+def publish(
+    src_dir: Annotated[Path, typer.Argument(help="Tree of release files to publish.")],
+    repo: Annotated[Path, typer.Option("--repo", help="Repository directory (static tree).")],
+    key: Annotated[
+        list[str],
+        typer.Option(
+            "--key",
+            help="Signing key: FILE, env:VAR or fd:N; ROLE[,ROLE]=SOURCE to split roles.",
+        ),
+    ],
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option("--threshold", help="ROLE=N signatures required (new repositories)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+) -> None:
+    """Publish SRC_DIR into REPO_DIR: manifests, artifacts and a new signed index version.
+
+    Incremental: unchanged files (same size and mtime) are not hashed again.
+    Serving REPO_DIR with any static HTTP server makes a complete mirror.
+    """
+    with cli_errors():
+        keys = parse_key_specs(key, threshold or [])
+        report = publish_tree(src_dir, repo, keys)
+    if as_json:
+        typer.echo(json.dumps(report.__dict__, sort_keys=True))
+        return
+    typer.echo(
+        f"index version {report.index_version}: {len(report.added)} added, "
+        f"{len(report.changed)} changed, {len(report.removed)} removed, "
+        f"{len(report.unchanged)} unchanged ({report.hashed_bytes} bytes hashed)"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``publish`` to the CLI."""
+    app.command()(publish)

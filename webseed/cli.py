@@ -37,3 +37,7 @@ _register_all()
 def main() -> None:
     """Entry point of the ``webseed`` script."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,6 @@ a per-key state directory, so an older index is refused on every later run.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -242,8 +241,3 @@ def open_index(
 def fresh_state_dir() -> Path:
     """A throw-away state directory (for one-off checks such as ``webseed verify``)."""
     return Path(tempfile.mkdtemp(prefix="webseed-trust-"))
-
-
-def manifest_digest_of(raw: bytes) -> str:
-    """Hex SHA-256 of manifest bytes (its content address)."""
-    return hashlib.sha256(raw).hexdigest()

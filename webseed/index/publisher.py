@@ -132,12 +132,18 @@ class Publisher:
                             "by this repository's root"
                         )
             return root
-        root = Metadata(Root(expires=self._expires(self.expiry.root), consistent_snapshot=True))
+        root = self._new_root(1)
+        self._sign_and_write(root, "root", ["1.root.json", "root.json"])
+        return root
+
+    def _new_root(self, version: int) -> Metadata[Root]:
+        root = Metadata(
+            Root(version=version, expires=self._expires(self.expiry.root), consistent_snapshot=True)
+        )
         for role in ("root", "targets", "snapshot", "timestamp"):
             for key in self.keys.public_keys(role):
                 root.signed.add_key(key, role)
             root.signed.roles[role].threshold = self.keys.thresholds[role]
-        self._sign_and_write(root, "root", ["1.root.json", "root.json"])
         return root
 
     def _load_targets(self) -> Metadata[Targets] | None:
@@ -149,6 +155,23 @@ class Publisher:
         snap = Metadata[Snapshot].from_file(str(self.meta / f"{snap_v}.snapshot.json"))
         targets_v = snap.signed.meta["targets.json"].version
         return Metadata[Targets].from_file(str(self.meta / f"{targets_v}.targets.json"))
+
+    def rotate_root(self, old: RoleKeys) -> int:
+        """Replace the repository's keys with ``self.keys``; returns the new root version.
+
+        The new root is signed by the old root keys (``old``) and the new ones, so
+        a client that trusts the old root follows the rotation (TUF's rules).
+        Publish afterwards to re-sign the other roles with the new keys.
+        """
+        current = Metadata[Root].from_file(str(self.meta / "root.json"))
+        version = current.signed.version + 1
+        root = self._new_root(version)
+        for signer in old.signers["root"] + self.keys.signers["root"]:
+            root.sign(signer, append=True)
+        data = root.to_bytes(self._serializer)
+        for name in (f"{version}.root.json", "root.json"):
+            _atomic_write(self.meta / name, data)
+        return version
 
     # -- the run ------------------------------------------------------------------
 

@@ -38,8 +38,6 @@ def next_pow2(n: int) -> int:
 def root_of(hashes: Sequence[bytes], width: int, pad: bytes = _ZERO) -> bytes:
     """Merkle root of ``hashes`` padded with ``pad`` to ``width`` leaves (a power of two)."""
     layer = list(hashes) + [pad] * (width - len(hashes))
-    if not layer:
-        return pad
     while len(layer) > 1:
         layer = [_pair(layer[i], layer[i + 1]) for i in range(0, len(layer), 2)]
     return layer[0]

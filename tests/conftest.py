@@ -1,0 +1,77 @@
+"""Shared fixtures: temporary repositories, keys and real static HTTP servers."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def write_random(path: Path, size: int, seed: int = 0) -> Path:
+    """A file of ``size`` deterministic pseudo-random bytes."""
+    import random
+
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 1 << 20)
+            f.write(rng.randbytes(n))
+            left -= n
+    return path
+
+
+@pytest.fixture
+def release_tree(tmp_path: Path) -> Path:
+    """A small release tree: a multi-chunk tarball, a small file, a nested file."""
+    src = tmp_path / "src"
+    write_random(src / "releases" / "foo-1.0.tar.gz", 1_300_000, seed=1)
+    write_random(src / "releases" / "foo-1.0.tar.gz.asc", 300, seed=2)
+    write_random(src / "pool" / "main" / "b" / "bar_2.1_amd64.deb", 70_000, seed=3)
+    return src
+
+
+@pytest.fixture
+def static_server() -> Iterator[object]:
+    """Start ``python -m http.server`` on 127.0.0.1 (an ephemeral port) for a directory."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(directory: Path) -> str:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+                str(directory),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        procs.append(proc)
+        deadline = time.monotonic() + 10
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            match = re.search(r"port (\d+)", line)
+            if match:
+                return f"http://127.0.0.1:{match.group(1)}"
+        raise RuntimeError("http.server did not start")
+
+    yield start
+    for proc in procs:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)

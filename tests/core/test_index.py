@@ -223,7 +223,7 @@ def test_tampered_snapshot_and_missing_timestamp(
     snap = repo / METADATA_DIR / "1.snapshot.json"
     good = snap.read_bytes()
     snap.write_bytes(good + b" ")  # the timestamp pins the snapshot's length and hash
-    with pytest.raises(RepositoryIndexError, match="not trustworthy|cannot fetch"):
+    with pytest.raises(RepositoryIndexError, match=r"not trustworthy|cannot fetch"):
         open_index(str(repo), key.public_key(), state_dir=tmp_path / "s1")
     snap.write_bytes(good)
     (repo / METADATA_DIR / "timestamp.json").unlink()

@@ -118,7 +118,7 @@ def test_out_of_range_record_stops_reading(tmp_path: Path, source: tuple[bytes, 
     import binascii
     import struct
 
-    data, m = source
+    _data, m = source
     part = PartialArtifact(tmp_path / "x.data", m)
     part.close()
     salt = bytes.fromhex(m.digest)

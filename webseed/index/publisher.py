@@ -69,13 +69,14 @@ class PublishReport:
     hashed_bytes: int = 0
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -215,7 +216,8 @@ class Publisher:
             digest = manifest.digest
             mfile = self.repo / manifest_relpath(digest)
             if not mfile.exists():
-                _atomic_write(mfile, manifest.encode())
+                # Content-addressed and checked on every read: a torn one is re-made, not trusted.
+                _atomic_write(mfile, manifest.encode(), durable=False)
             if not in_place:
                 dest = self.repo / path
                 dst = dest.stat() if dest.exists() else None

@@ -31,6 +31,7 @@ ALGORITHMS: Mapping[str, str] = {
 WEAK: frozenset[str] = frozenset({"md5", "sha1", "sha-1", "md4", "crc32"})
 
 SEGMENT = 4 * 1024 * 1024
+SMALL_FILE = 1024 * 1024
 _WINDOW = 6
 
 
@@ -81,6 +82,22 @@ class FileHashes:
     pieces_root: bytes = bytes(32)
 
 
+class _Inline:
+    """An executor that runs each task at once, in the caller's thread."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        """Nothing to release."""
+
+
+def _executor(threads: bool, workers: int) -> ThreadPoolExecutor | _Inline:
+    return ThreadPoolExecutor(workers, thread_name_prefix="ws-hash") if threads else _Inline()
+
+
 def _leaves(buf: bytes) -> list[bytes]:
     return merkle.block_hashes(buf)
 
@@ -91,6 +108,7 @@ def hash_stream(
     algorithms: Iterable[str],
     *,
     on_chunk: Callable[[int, bytes], None] | None = None,
+    threads: bool = True,
 ) -> FileHashes:
     """Hash everything ``read`` yields (until it returns ``b""``).
 
@@ -108,8 +126,8 @@ def hash_stream(
     first_leaves: list[bytes] = []
     pending_leaves: list[bytes] = []
     window: deque[tuple[Future[list[bytes]], list[Future[None]]]] = deque()
-    lanes = {name: ThreadPoolExecutor(1, thread_name_prefix=f"ws-{name}") for name in names}
-    pool = ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="ws-merkle")
+    lanes = {name: _executor(threads, 1) for name in names}
+    pool = _executor(threads, max(2, os.cpu_count() or 2))
 
     def settle_one() -> None:
         leaves_future, updates = window.popleft()
@@ -165,4 +183,7 @@ def hash_file(
 ) -> FileHashes:
     """:func:`hash_stream` over a file on disk, read unbuffered in large segments."""
     with open(path, "rb", buffering=0) as f:
+        if os.fstat(f.fileno()).st_size <= SMALL_FILE:
+            # Thread pools cost more than they save on small files (indexes of thousands).
+            return hash_stream(f.read, chunk_size, algorithms, on_chunk=on_chunk, threads=False)
         return hash_stream(f.read, chunk_size, algorithms, on_chunk=on_chunk)

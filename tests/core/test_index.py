@@ -286,3 +286,52 @@ def test_publish_hook_symlinks_and_unsafe_names(
     write_random(release_tree / "bad\nname", 3)
     with pytest.raises(RepositoryIndexError, match="cannot publish"):
         Publisher(tmp_path / "r", RoleKeys.single(key)).publish(release_tree)
+
+
+def test_signed_mirror_list(tmp_path: Path, release_tree: Path, key: Ed25519PrivateKey) -> None:
+    pub = Publisher(tmp_path / "r", RoleKeys.single(key))
+    mirrors = [
+        {"url": "https://m1.example/repo/", "country": "DE", "lat": 50.1, "lon": 8.7},
+        {"url": "http://m2.example"},
+    ]
+    pub.publish(release_tree, mirrors=mirrors)
+    pub.publish(release_tree)  # keeps the list
+    index = open_index(str(tmp_path / "r"), key.public_key(), state_dir=tmp_path / "s")
+    assert [m["url"] for m in index.mirrors] == ["https://m1.example/repo", "http://m2.example"]
+    assert index.mirrors[0]["lat"] == 50.1 and "lat" not in index.mirrors[1]
+    for bad in (
+        [{"nourl": 1}],
+        [{"url": "ftp://x"}],
+        [{"url": "http://x", "evil": 1}],
+        ["x"],
+        [{"url": "http://x", "lat": "north"}],
+        [{"url": "http://x", "lon": 200}],
+    ):
+        with pytest.raises(RepositoryIndexError):
+            pub.publish(release_tree, mirrors=bad)  # type: ignore[arg-type]
+
+
+def test_publish_cli_mirrors(tmp_path: Path, release_tree: Path) -> None:
+    from typer.testing import CliRunner
+
+    from webseed.cli import app
+
+    runner = CliRunner()
+    runner.invoke(app, ["keygen", "--out", str(tmp_path / "k")])
+    (tmp_path / "m.json").write_text(
+        '["http://a.example", {"url": "http://b.example", "country": "FR"}]'
+    )
+    args = [
+        "publish",
+        str(release_tree),
+        "--repo",
+        str(tmp_path / "r"),
+        "--key",
+        str(tmp_path / "k" / "webseed.key"),
+    ]
+    assert runner.invoke(app, [*args, "--mirrors", str(tmp_path / "m.json")]).exit_code == 0
+    (tmp_path / "bad.json").write_text("{")
+    res = runner.invoke(app, [*args, "--mirrors", str(tmp_path / "bad.json")])
+    assert res.exit_code == 1 and "not JSON" in res.stderr
+    (tmp_path / "obj.json").write_text("{}")
+    assert runner.invoke(app, [*args, "--mirrors", str(tmp_path / "obj.json")]).exit_code == 1

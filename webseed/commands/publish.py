@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from webseed.commands._common import cli_errors
-from webseed.errors import KeyFileError
+from webseed.errors import KeyFileError, RepositoryIndexError
 from webseed.index.keys import RoleKeys
 from webseed.index.layout import ROLES
 from webseed.index.publisher import Publisher, PublishReport
@@ -37,9 +37,22 @@ def parse_key_specs(specs: list[str], thresholds: list[str]) -> RoleKeys:
     return RoleKeys.from_assignments(assignments, limits)
 
 
-def publish_tree(src: Path, repo: Path, keys: RoleKeys) -> PublishReport:
+def publish_tree(
+    src: Path, repo: Path, keys: RoleKeys, *, mirrors: list[dict[str, Any]] | None = None
+) -> PublishReport:
     """Library entry point for build tools: publish ``src`` into ``repo`` signed with ``keys``."""
-    return Publisher(repo, keys).publish(src)
+    return Publisher(repo, keys).publish(src, mirrors=mirrors)
+
+
+def load_mirror_list(path: Path) -> list[dict[str, Any]]:
+    """A JSON list of mirrors: ``[{"url": ..., "country": "DE", "lat": .., "lon": ..}, ...]``."""
+    try:
+        data = json.loads(path.read_bytes())
+    except ValueError as exc:
+        raise RepositoryIndexError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(data, list):
+        raise RepositoryIndexError(f"{path}: want a JSON list of mirrors")
+    return [m if isinstance(m, dict) else {"url": m} for m in data]
 
 
 def publish(
@@ -56,6 +69,10 @@ def publish(
         list[str] | None,
         typer.Option("--threshold", help="ROLE=N signatures required (new repositories)."),
     ] = None,
+    mirrors: Annotated[
+        Path | None,
+        typer.Option("--mirrors", help="JSON list of mirrors to sign into the index."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
 ) -> None:
     """Publish SRC_DIR into REPO_DIR: manifests, artifacts and a new signed index version.
@@ -65,7 +82,8 @@ def publish(
     """
     with cli_errors():
         keys = parse_key_specs(key, threshold or [])
-        report = publish_tree(src_dir, repo, keys)
+        mirror_list = load_mirror_list(mirrors) if mirrors else None
+        report = publish_tree(src_dir, repo, keys, mirrors=mirror_list)
     if as_json:
         typer.echo(json.dumps(report.__dict__, sort_keys=True))
         return

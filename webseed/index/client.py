@@ -124,6 +124,17 @@ def _entry(target: object) -> IndexEntry:
         ) from None
 
 
+def _mirror(entry: dict[str, object]) -> dict[str, object]:
+    out = dict(entry)
+    for axis in ("lat", "lon"):
+        if axis in out:
+            try:
+                out[axis] = float(str(out[axis]))
+            except ValueError:
+                del out[axis]
+    return out
+
+
 class TrustedIndex:
     """A verified index: look artifacts up, fetch and check their manifests."""
 
@@ -132,6 +143,13 @@ class TrustedIndex:
         self.version = targets.signed.version
         self.expires: datetime = targets.signed.expires
         self._targets = {path: _entry(t) for path, t in targets.signed.targets.items()}
+        raw_mirrors = targets.signed.unrecognized_fields.get("x-webseed-mirrors", [])
+        #: Signed mirror list: dicts with ``url`` and optional location/capacity fields.
+        self.mirrors: list[dict[str, object]] = (
+            [m for m in raw_mirrors if isinstance(m, dict) and isinstance(m.get("url"), str)]
+            if isinstance(raw_mirrors, list)
+            else []
+        )
         self._fetcher = fetcher
 
     def paths(self) -> list[str]:

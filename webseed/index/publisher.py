@@ -41,6 +41,36 @@ _VERSION_RE = re.compile(r"[-_]v?(\d+(?:\.\d+)*(?:[.-]?(?:rc|a|b|post|dev)\d*)?)
 KEEP_VERSIONS = 3
 
 
+#: Field of the signed targets metadata that lists the repository's HTTP mirrors.
+MIRRORS_FIELD = "x-webseed-mirrors"
+_MIRROR_KEYS = {"url", "country", "continent", "lat", "lon", "capacity", "protocols", "priority"}
+
+
+def _check_mirrors(mirrors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for m in mirrors:
+        if not isinstance(m, dict) or not isinstance(m.get("url"), str):
+            raise RepositoryIndexError(f"mirror entry without a url: {m!r}")
+        if not m["url"].startswith(("http://", "https://")):
+            raise RepositoryIndexError(f"mirror url must be http(s): {m['url']!r}")
+        unknown = set(m) - _MIRROR_KEYS
+        if unknown:
+            raise RepositoryIndexError(f"mirror entry has unknown fields {sorted(unknown)}")
+        entry = {**m, "url": m["url"].rstrip("/")}
+        # TUF's canonical JSON has no floats: coordinates are signed as decimal strings.
+        for axis, limit in (("lat", 90.0), ("lon", 180.0)):
+            if axis in entry:
+                try:
+                    value = float(entry[axis])
+                except (TypeError, ValueError):
+                    raise RepositoryIndexError(f"mirror {axis} is not a number") from None
+                if not -limit <= value <= limit:
+                    raise RepositoryIndexError(f"mirror {axis} out of range: {value}")
+                entry[axis] = f"{value:.6f}"
+        out.append(entry)
+    return out
+
+
 def guess_version(path: str) -> str:
     """A version guessed from a file name (``foo-1.2.3.tar.gz`` gives ``1.2.3``), else ``""``."""
     match = _VERSION_RE.search(path.rsplit("/", 1)[-1])
@@ -181,11 +211,15 @@ class Publisher:
         src_dir: str | os.PathLike[str] | None = None,
         *,
         manifest_hook: Callable[[Manifest, Path], Manifest] | None = None,
+        mirrors: list[dict[str, Any]] | None = None,
     ) -> PublishReport:
         """Publish every file under ``src_dir`` (default: the repository itself).
 
         ``manifest_hook(manifest, file)`` may return an amended manifest (for
-        example with patch links) before it is written and signed.
+        example with patch links) before it is written and signed. ``mirrors``
+        replaces the signed mirror list (dicts with at least ``url``; optional
+        ``country``, ``lat``, ``lon``, ``capacity``, ``protocols``); ``None``
+        keeps the previous list.
         """
         src = Path(src_dir) if src_dir is not None else self.repo
         in_place = src.resolve() == self.repo.resolve()
@@ -250,6 +284,10 @@ class Publisher:
         version = previous.signed.version + 1 if previous else 1
         targets = Metadata(Targets(version=version, expires=self._expires(self.expiry.targets)))
         targets.signed.targets = dict(sorted(new_targets.items()))
+        if mirrors is None and previous is not None:
+            mirrors = previous.signed.unrecognized_fields.get(MIRRORS_FIELD)
+        if mirrors:
+            targets.signed.unrecognized_fields[MIRRORS_FIELD] = _check_mirrors(mirrors)
         self._sign_and_write(targets, "targets", [f"{version}.targets.json"])
         report.index_version = version
 

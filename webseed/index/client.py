@@ -146,7 +146,11 @@ class TrustedIndex:
         raw_mirrors = targets.signed.unrecognized_fields.get("x-webseed-mirrors", [])
         #: Signed mirror list: dicts with ``url`` and optional location/capacity fields.
         self.mirrors: list[dict[str, object]] = (
-            [m for m in raw_mirrors if isinstance(m, dict) and isinstance(m.get("url"), str)]
+            [
+                _mirror(m)
+                for m in raw_mirrors
+                if isinstance(m, dict) and isinstance(m.get("url"), str)
+            ]
             if isinstance(raw_mirrors, list)
             else []
         )

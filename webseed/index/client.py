@@ -263,3 +263,15 @@ def open_index(
 def fresh_state_dir() -> Path:
     """A throw-away state directory (for one-off checks such as ``webseed verify``)."""
     return Path(tempfile.mkdtemp(prefix="webseed-trust-"))
+
+
+def local_root_key(repo_dir: str | os.PathLike[str]) -> Ed25519PublicKey:
+    """The first root key of a local repository (trust on the publisher's own disk)."""
+    path = Path(repo_dir) / METADATA_DIR / "root.json"
+    try:
+        root = Metadata[Root].from_file(str(path))
+        keyid = root.signed.roles[Root.type].keyids[0]
+        raw = bytes.fromhex(root.signed.keys[keyid].keyval["public"])
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except Exception as exc:  # missing, malformed, or not an Ed25519 key
+        raise RepositoryIndexError(f"no usable root key in {path}: {exc}") from None

@@ -106,7 +106,8 @@ def _archive_patch(
         for name, length in _units(target.ops):
             unit = target.stream[pos : pos + length]
             pos += length
-            off, blen = base_units.get(archive.member_key(name), (0, 0))
+            # Same name first, else the same name with version numbers blanked.
+            off, blen = base_units.get(name) or base_units.get(archive.member_key(name), (0, 0))
             if len(unit) > BSDIFF_LIMIT or blen > BSDIFF_LIMIT:
                 builder.add_windows(_slicer(base_stream), off, blen, _slicer(unit), len(unit))
             else:
@@ -148,11 +149,12 @@ def _units(ops: list[archive.Op]) -> list[tuple[str, int]]:
 
 def _units_of_base(old_data: bytes, base_stream: bytes) -> dict[str, tuple[int, int]]:
     if base_stream is old_data:  # not an archive: one unit, the whole file
-        return {archive.member_key("<file>"): (0, len(old_data))}
+        return {"<file>": (0, len(old_data))}
     ops = archive.expand(old_data, probe=False).ops
     found: dict[str, tuple[int, int]] = {}
     pos = 0
     for name, length in _units(ops):
+        found.setdefault(name, (pos, length))
         found.setdefault(archive.member_key(name), (pos, length))
         pos += length
     return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -14,9 +15,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("diff")
     def diff(
-        old: Path = typer.Argument(..., exists=True, dir_okay=False, help="The old version."),
-        new: Path = typer.Argument(..., exists=True, dir_okay=False, help="The new version."),
-        output: Path = typer.Option(..., "-o", "--output", help="Where to write the patch."),
+        old: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Old version.")],
+        new: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="New version.")],
+        output: Annotated[Path, typer.Option("-o", "--output", help="Patch to write.")],
     ) -> None:
         """Create a patch that turns OLD into NEW (verified by applying it)."""
         from patches.create import create_patch
@@ -32,9 +33,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("patch")
     def patch(
-        old: Path = typer.Argument(..., exists=True, dir_okay=False, help="The old version."),
-        patch_file: Path = typer.Argument(..., exists=True, dir_okay=False, help="The patch."),
-        output: Path = typer.Option(..., "-o", "--output", help="Where to write the new version."),
+        old: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Old version.")],
+        patch_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Patch.")],
+        output: Annotated[Path, typer.Option("-o", "--output", help="New version to write.")],
     ) -> None:
         """Apply PATCH to OLD; OUTPUT appears only if it matches the patch's target digest."""
         from patches.apply import apply_patch

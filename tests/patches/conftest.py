@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import shutil
@@ -11,14 +12,34 @@ from pathlib import Path
 
 import pytest
 
+# The venv made by uv has no pip: fall back to the system one.
+PIP = (
+    [sys.executable, "-m", "pip"]
+    if importlib.util.find_spec("pip")
+    else [shutil.which("python3") or "python3", "-m", "pip"]
+)
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "webseed-tests" / "patches"
 
 
 def text_blob(seed: int, n: int) -> bytes:
     """Compressible, source-code-like bytes, different per seed."""
     rnd = random.Random(seed)
-    words = [b"def", b"return", b"self", b"import", b"value", b"(", b")", b":", b"\n    ", b"x", b"+"]
-    return b" ".join(rnd.choice(words) + str(rnd.randrange(1000)).encode() for _ in range(n // 6))[:n]
+    words = [
+        b"def",
+        b"return",
+        b"self",
+        b"import",
+        b"value",
+        b"(",
+        b")",
+        b":",
+        b"\n    ",
+        b"x",
+        b"+",
+    ]
+    return b" ".join(rnd.choice(words) + str(rnd.randrange(1000)).encode() for _ in range(n // 6))[
+        :n
+    ]
 
 
 def mutate(data: bytes, seed: int, edits: int = 5) -> bytes:
@@ -52,9 +73,17 @@ def pip_pair(spec_a: str, spec_b: str, binary: bool, glob: str) -> tuple[Path, P
     dest = CACHE / ("wheels" if binary else "sdists")
     found = sorted(dest.glob(glob)) if dest.exists() else []
     if len(found) < 2:
+        dest.mkdir(parents=True, exist_ok=True)
         for spec in (spec_a, spec_b):
-            _fetch([sys.executable, "-m", "pip", "download", "-q", "--no-deps", flag, "-d", ".", spec],
-                   dest, "*")
+            try:
+                subprocess.run(
+                    [*PIP, "download", "-q", "--no-deps", flag, "-d", str(dest), spec],
+                    check=True,
+                    capture_output=True,
+                    timeout=120,
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                pytest.skip(f"offline or pip missing, cannot fetch real releases: {exc}")
         found = sorted(dest.glob(glob))
     if len(found) < 2:
         pytest.skip(f"could not fetch two versions matching {glob}")
@@ -70,10 +99,15 @@ def apt_pair(package: str) -> tuple[Path, Path]:
     if len(found) >= 2:
         return found[0], found[1]
     out = subprocess.run(["apt-cache", "madison", package], capture_output=True, text=True)
-    versions = sorted({line.split("|")[1].strip() for line in out.stdout.splitlines() if "|" in line})
+    versions = sorted(
+        {line.split("|")[1].strip() for line in out.stdout.splitlines() if "|" in line}
+    )
     if len(versions) < 2:
         pytest.skip(f"only {len(versions)} version of {package} available via apt")
-    _fetch(["apt-get", "download", "-q", *(f"{package}={v}" for v in versions[:2])], dest,
-           f"{package}_*.deb")
+    _fetch(
+        ["apt-get", "download", "-q", *(f"{package}={v}" for v in versions[:2])],
+        dest,
+        f"{package}_*.deb",
+    )
     found = sorted(dest.glob(f"{package}_*.deb"))
     return found[0], found[1]

@@ -41,8 +41,12 @@ def make_zip(members: dict[str, bytes], levels: dict[str, int] | None = None) ->
         for name, data in members.items():
             level = (levels or {}).get(name, 6)
             method = zipfile.ZIP_STORED if level < 0 else zipfile.ZIP_DEFLATED
-            z.writestr(zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0)), data, method,
-                       None if level < 0 else level)
+            z.writestr(
+                zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0)),
+                data,
+                method,
+                None if level < 0 else level,
+            )
         z.comment = b"a comment"
     return buf.getvalue()
 
@@ -108,11 +112,20 @@ def test_in_memory_windows_for_big_members(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_wheel_like_zip(tmp_path: Path) -> None:
-    old = make_zip({**SRC, "pkg-1.0.dist-info/RECORD": b"r" * 300, "data.bin": b"\0" * 100},
-                   {"pkg/mod1.py": 9, "pkg/mod2.py": 1, "data.bin": -1})
+    old = make_zip(
+        {**SRC, "pkg-1.0.dist-info/RECORD": b"r" * 300, "data.bin": b"\0" * 100},
+        {"pkg/mod1.py": 9, "pkg/mod2.py": 1, "data.bin": -1},
+    )
     src2 = {k: mutate(v, 7, 2) for k, v in SRC.items()}
-    new = make_zip({**src2, "pkg-1.1.dist-info/RECORD": b"r" * 310, "new.py": text_blob(99, 5000),
-                    "data.bin": b"\0" * 100}, {"pkg/mod1.py": 9, "pkg/mod2.py": 1, "data.bin": -1})
+    new = make_zip(
+        {
+            **src2,
+            "pkg-1.1.dist-info/RECORD": b"r" * 310,
+            "new.py": text_blob(99, 5000),
+            "data.bin": b"\0" * 100,
+        },
+        {"pkg/mod1.py": 9, "pkg/mod2.py": 1, "data.bin": -1},
+    )
     transform, size = roundtrip(tmp_path, old, new)
     assert transform == "archive"
     assert size < len(new) * 0.1
@@ -124,8 +137,7 @@ def test_unreproducible_deflate_falls_back(tmp_path: Path) -> None:
     data = text_blob(5, 30_000)
     c = zlib.compressobj(6, zlib.DEFLATED, -15, 2, zlib.Z_FILTERED)
     odd = c.compress(data) + c.flush()
-    new = (b"\x1f\x8b\x08\x00\0\0\0\0\0\xff" + odd
-           + struct.pack("<II", zlib.crc32(data), len(data)))
+    new = b"\x1f\x8b\x08\x00\0\0\0\0\0\xff" + odd + struct.pack("<II", zlib.crc32(data), len(data))
     assert gzip.decompress(new) == data
     ops = archive.expand(new, probe=True).ops
     assert any(op.kind == archive.RAW and op.out_len == len(odd) for op in ops)
@@ -159,8 +171,13 @@ def test_xz_and_zstd(tmp_path: Path) -> None:
 
 def test_deb_like_ar(tmp_path: Path) -> None:
     def deb(src: dict[str, bytes]) -> bytes:
-        return make_ar({"debian-binary": b"2.0\n", "control.tar.gz": gzip.compress(make_tar(
-            {"control": b"Package: x\n"}), 9, mtime=0), "data.tar.xz": lzma.compress(make_tar(src))})
+        return make_ar(
+            {
+                "debian-binary": b"2.0\n",
+                "control.tar.gz": gzip.compress(make_tar({"control": b"Package: x\n"}), 9, mtime=0),
+                "data.tar.xz": lzma.compress(make_tar(src)),
+            }
+        )
 
     old, new = deb(SRC), deb({k: mutate(v, 13, 2) for k, v in SRC.items()})
     transform, size = roundtrip(tmp_path, old, new)
@@ -221,4 +238,5 @@ def test_xz_other_filters_and_multi_frame_zstd(tmp_path: Path) -> None:
     roundtrip(tmp_path, gzip.compress(data[:-1000], mtime=0), gz_tail, "gztail")
     assert not archive.is_archive(b"plain")
     assert archive.member_key("numpy-2.1.0.dist-info/RECORD") == archive.member_key(
-        "numpy-2.1.1.dist-info/RECORD")
+        "numpy-2.1.1.dist-info/RECORD"
+    )

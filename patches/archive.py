@@ -1,0 +1,437 @@
+"""Expanding archives into a diffable stream, and recompressing them byte for byte.
+
+An archive is cut into *ops*: ``RAW`` ranges (headers, directories, stored data,
+anything we cannot reproduce) are copied as they are, and compressed ranges are
+replaced by their uncompressed content plus the compressor settings that
+reproduce the exact compressed bytes (found by trying them at creation time).
+
+Supported: zip/wheel members (deflate via zlib), gzip members (.tar.gz),
+xz blocks with one LZMA2 filter (.tar.xz, dpkg's multi-threaded xz included:
+we rebuild the raw LZMA2 data and copy the container bytes), single zstd frames,
+and ar archives (.deb) whose members are any of these.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import re
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import zstandard
+
+from patches.errors import ArchiveError, PatchFormatError
+
+RAW, DEFLATE, LZMA2, ZSTD = 0, 1, 2, 3
+OP = struct.Struct(">BBBbIQQ")  # kind, p1, p2, p3, p4, expanded length, output length
+MAX_EXPANDED = 512 << 20  # above this an archive is diffed raw, bounding memory
+MAX_RATIO = 200  # expanded/compressed; beyond it we call it a bomb and diff raw
+_PROBE_STEP = 1 << 18
+
+
+@dataclass(frozen=True)
+class Op:
+    """One range of the archive: how ``exp_len`` stream bytes become ``out_len`` file bytes."""
+
+    kind: int
+    exp_len: int
+    out_len: int
+    p1: int = 0
+    p2: int = 0
+    p3: int = 0
+    p4: int = 0
+    name: str = ""  # creation only: the member the range belongs to
+
+    def encode(self) -> bytes:
+        """The op's recipe entry."""
+        return OP.pack(self.kind, self.p1, self.p2, self.p3, self.p4, self.exp_len, self.out_len)
+
+
+@dataclass
+class Expansion:
+    """An expanded archive: the stream and the ops that rebuild the archive from it."""
+
+    stream: bytes
+    ops: list[Op]
+
+
+class _Expander:
+    def __init__(self, data: bytes, probe: bool) -> None:
+        self.data = data
+        self.probe = probe
+        self.chunks: list[bytes] = []
+        self.ops: list[Op] = []
+        self.total = 0
+        self.limit = min(MAX_EXPANDED, max(1 << 20, MAX_RATIO * len(data)))
+        self.last_deflate: tuple[int, int] | None = None
+
+    def emit(self, op: Op, stream: bytes) -> None:
+        self.total += len(stream)
+        if self.total > self.limit:
+            raise ArchiveError("archive expands beyond the limit (bomb?)")
+        self.chunks.append(stream)
+        self.ops.append(op)
+
+    def raw(self, start: int, end: int, name: str) -> None:
+        if end > start:
+            self.emit(Op(RAW, end - start, end - start, name=name), self.data[start:end])
+
+    def budget(self) -> int:
+        return self.limit - self.total
+
+    # -- deflate (zip members, gzip) ------------------------------------------------
+    def deflate(self, start: int, end: int, name: str, expected: int | None = None) -> int:
+        """Expand the raw deflate stream at ``start``; returns where it ended."""
+        d = zlib.decompressobj(-15)
+        try:
+            plain = d.decompress(self.data[start:end], self.budget() + 1)
+        except zlib.error as exc:
+            raise ArchiveError(f"{name}: bad deflate data ({exc})") from exc
+        if d.unconsumed_tail or len(plain) > self.budget():
+            raise ArchiveError("archive expands beyond the limit (bomb?)")
+        if not d.eof or (expected is not None and len(plain) != expected):
+            raise ArchiveError(f"{name}: truncated deflate data")
+        stop = end - len(d.unused_data)
+        comp = self.data[start:stop]
+        params = self._find_deflate(plain, comp) if self.probe else (6, 8)
+        if params is None:
+            self.emit(Op(RAW, len(comp), len(comp), name=name), comp)
+        else:
+            self.emit(
+                Op(DEFLATE, len(plain), len(comp), params[0], params[1], -15, name=name), plain
+            )
+        return stop
+
+    def _find_deflate(self, plain: bytes, comp: bytes) -> tuple[int, int] | None:
+        tries = [(6, 8), (9, 8), *((lv, 8) for lv in range(10)), *((lv, 9) for lv in range(10))]
+        if self.last_deflate:
+            tries.insert(0, self.last_deflate)
+        for level, mem in dict.fromkeys(tries):
+            if _reproduces(
+                lambda lv=level, m=mem: zlib.compressobj(lv, zlib.DEFLATED, -15, m), plain, comp
+            ):
+                self.last_deflate = (level, mem)
+                return level, mem
+        return None
+
+    # -- formats ------------------------------------------------------------------------
+    def any(self, start: int, end: int, name: str) -> None:
+        head = self.data[start : start + 8]
+        if head.startswith(b"\x1f\x8b\x08"):
+            self.gzip(start, end, name)
+        elif head.startswith(b"\xfd7zXZ\x00"):
+            self.xz(start, end, name)
+        elif head.startswith(b"\x28\xb5\x2f\xfd"):
+            self.zstd(start, end, name)
+        else:
+            self.raw(start, end, name)
+
+    def gzip(self, start: int, end: int, name: str) -> None:
+        pos = start
+        while pos < end:
+            if self.data[pos : pos + 3] != b"\x1f\x8b\x08":
+                self.raw(pos, end, name)  # trailing garbage or padding: keep as is
+                return
+            hdr = _gzip_header_end(self.data, pos, end)
+            self.raw(pos, hdr, name)
+            stop = self.deflate(hdr, end, name)
+            if stop + 8 > end:
+                raise ArchiveError(f"{name}: truncated gzip trailer")
+            self.raw(stop, stop + 8, name)
+            pos = stop + 8
+
+    def xz(self, start: int, end: int, name: str) -> None:
+        data = self.data
+        if end - start < 24:
+            raise ArchiveError(f"{name}: truncated xz stream")
+        check_size = _XZ_CHECK_SIZES.get(data[start + 7] & 0x0F)
+        if check_size is None:
+            raise ArchiveError(f"{name}: unknown xz check")
+        pos = start + 12
+        self.raw(start, pos, name)
+        while pos < end and data[pos] != 0:  # 0 starts the index
+            hsize = (data[pos] + 1) * 4
+            dict_size = _xz_lzma2_dict(data[pos : pos + hsize])
+            if dict_size is None:  # other filters: keep the rest as is
+                break
+            self.raw(pos, pos + hsize, name)
+            pos += hsize
+            dec = lzma.LZMADecompressor(
+                lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "dict_size": dict_size}]
+            )
+            try:
+                plain = dec.decompress(data[pos:end], self.budget() + 1)
+            except lzma.LZMAError as exc:
+                raise ArchiveError(f"{name}: bad xz block ({exc})") from exc
+            if len(plain) > self.budget():
+                raise ArchiveError("archive expands beyond the limit (bomb?)")
+            if not dec.eof:
+                raise ArchiveError(f"{name}: truncated xz block")
+            stop = end - len(dec.unused_data)
+            comp = data[pos:stop]
+            preset = self._find_lzma2(plain, comp, dict_size) if self.probe else 6
+            if preset is None:
+                self.emit(Op(RAW, len(comp), len(comp), name=name), comp)
+            else:
+                self.emit(Op(LZMA2, len(plain), len(comp), preset, p4=dict_size, name=name), plain)
+            pad = (-(stop - pos)) % 4
+            self.raw(stop, stop + pad + check_size, name)
+            pos = stop + pad + check_size
+        self.raw(pos, end, name)  # index, footer (and any blocks we do not handle)
+
+    def _find_lzma2(self, plain: bytes, comp: bytes, dict_size: int) -> int | None:
+        # dpkg-deb and xz default to preset 6; try it first, then the rest.
+        for preset in (6, 9, 0, 1, 2, 3, 4, 5, 7, 8):
+            for extreme in (0, lzma.PRESET_EXTREME):
+                p = preset | extreme
+                if _reproduces(lambda p=p: _lzma2_compressor(p, dict_size), plain, comp):
+                    return p & 0x7F | (0x80 if extreme else 0)
+        return None
+
+    def zstd(self, start: int, end: int, name: str) -> None:
+        comp = self.data[start:end]
+        try:
+            params = zstandard.get_frame_parameters(comp)
+            dobj = zstandard.ZstdDecompressor().decompressobj()
+            plain = dobj.decompress(comp)
+        except zstandard.ZstdError as exc:
+            raise ArchiveError(f"{name}: bad zstd frame ({exc})") from exc
+        if len(plain) > self.budget():
+            raise ArchiveError("archive expands beyond the limit (bomb?)")
+        if dobj.unused_data or not dobj.eof:
+            self.raw(start, end, name)  # several frames or trailing data: keep as is
+            return
+        flags = (1 if params.has_checksum else 0) | (2 if params.content_size >= 0 else 0)
+        found = None
+        if self.probe:
+            for level in (19, 3, *range(1, 23)):
+                if _zstd_compress(plain, level, flags) == comp:
+                    found = level
+                    break
+        else:
+            found = 3
+        if found is None:
+            self.emit(Op(RAW, len(comp), len(comp), name=name), comp)
+        else:
+            self.emit(Op(ZSTD, len(plain), len(comp), found, flags, name=name), plain)
+
+    def zip(self) -> None:
+        data = self.data
+        try:
+            infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
+        except (zipfile.BadZipFile, ValueError, OSError) as exc:
+            raise ArchiveError(f"bad zip ({exc})") from exc
+        pos = 0
+        for info in sorted(infos, key=lambda i: i.header_offset):
+            _check_member_name(info.filename)
+            off = info.header_offset
+            if off < pos or data[off : off + 4] != b"PK\x03\x04":
+                raise ArchiveError("zip members overlap or local header missing")
+            nlen, xlen = struct.unpack_from("<HH", data, off + 26)
+            start = off + 30 + nlen + xlen
+            stop = start + info.compress_size
+            if stop > len(data):
+                raise ArchiveError("zip member runs past the end")
+            self.raw(pos, start, info.filename)
+            if info.compress_type == zipfile.ZIP_DEFLATED and not info.flag_bits & 1:
+                end = self.deflate(start, stop, info.filename, expected=info.file_size)
+                if end != stop:
+                    raise ArchiveError(f"{info.filename}: deflate size differs from directory")
+            else:
+                self.raw(start, stop, info.filename)
+            pos = stop
+        self.raw(pos, len(data), "<central directory>")
+
+    def ar(self) -> None:
+        data = self.data
+        self.raw(0, 8, "<ar>")
+        pos = 8
+        while pos + 60 <= len(data):
+            name = data[pos : pos + 16].decode("ascii", "replace").strip().rstrip("/")
+            _check_member_name(name)
+            try:
+                size = int(data[pos + 48 : pos + 58].decode("ascii").strip())
+            except ValueError as exc:
+                raise ArchiveError("bad ar member size") from exc
+            start = pos + 60
+            if size < 0 or start + size > len(data):
+                raise ArchiveError("ar member runs past the end")
+            self.raw(pos, start, name)
+            self.any(start, start + size, name)
+            pos = start + size + (size & 1)
+            self.raw(start + size, min(pos, len(data)), name)
+        self.raw(pos, len(data), "<ar>")
+
+
+_XZ_CHECK_SIZES = {0: 0, 1: 4, 4: 8, 10: 32}
+
+
+def _xz_lzma2_dict(header: bytes) -> int | None:
+    """Dictionary size of a block header with a single LZMA2 filter, else None."""
+    if len(header) < 8 or header[1] & 0x3C or header[1] & 0x03:
+        return None  # reserved bits, or more than one filter
+    pos = 2
+    for flag in (0x40, 0x80):
+        if header[1] & flag:
+            while pos < len(header) and header[pos] & 0x80:
+                pos += 1
+            pos += 1
+    if header[pos : pos + 2] != b"\x21\x01" or pos + 2 >= len(header):
+        return None
+    prop = header[pos + 2]
+    if prop > 40:
+        return None
+    return 0xFFFFFFFF if prop == 40 else (2 | (prop & 1)) << (prop // 2 + 11)
+
+
+def _gzip_header_end(data: bytes, pos: int, end: int) -> int:
+    if pos + 10 > end:
+        raise ArchiveError("truncated gzip header")
+    flags = data[pos + 3]
+    p = pos + 10
+    if flags & 4:
+        if p + 2 > end:
+            raise ArchiveError("truncated gzip header")
+        p += 2 + int.from_bytes(data[p : p + 2], "little")
+    for bit in (8, 16):
+        if flags & bit:
+            z = data.find(b"\0", p, end)
+            if z < 0:
+                raise ArchiveError("truncated gzip header")
+            p = z + 1
+    if flags & 2:
+        p += 2
+    if p > end:
+        raise ArchiveError("truncated gzip header")
+    return p
+
+
+def _check_member_name(name: str) -> None:
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or ".." in parts or re.match(r"^[A-Za-z]:", name):
+        raise ArchiveError(f"unsafe member path {name!r}")
+
+
+def _lzma2_compressor(preset: int, dict_size: int) -> lzma.LZMACompressor:
+    return lzma.LZMACompressor(
+        lzma.FORMAT_RAW,
+        filters=[{"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": dict_size}],
+    )
+
+
+def _zstd_compress(plain: bytes, level: int, flags: int) -> bytes:
+    c = zstandard.ZstdCompressor(
+        level=level, write_checksum=bool(flags & 1), write_content_size=bool(flags & 2)
+    )
+    return c.compress(plain)
+
+
+def _reproduces(make: object, plain: bytes, comp: bytes) -> bool:
+    """Compress ``plain`` incrementally, giving up at the first differing byte."""
+    c = make()  # type: ignore[operator]
+    got = 0
+    for i in range(0, len(plain), _PROBE_STEP):
+        out = c.compress(plain[i : i + _PROBE_STEP])
+        if out != comp[got : got + len(out)]:
+            return False
+        got += len(out)
+    out = c.flush()
+    return bool(out == comp[got:] and got + len(out) == len(comp))
+
+
+def expand(data: bytes, probe: bool) -> Expansion:
+    """Expand an archive; with ``probe`` find settings that reproduce each compressed range.
+
+    Without ``probe`` (the base side) every compressed range is expanded: only the
+    stream matters there. Raises :class:`ArchiveError` for anything unsafe or malformed.
+    """
+    ex = _Expander(data, probe)
+    if data.startswith(b"PK\x03\x04"):
+        ex.zip()
+    elif data.startswith(b"!<arch>\n"):
+        ex.ar()
+    else:
+        ex.any(0, len(data), "<file>")
+    return Expansion(b"".join(ex.chunks), ex.ops)
+
+
+def is_archive(data: bytes) -> bool:
+    """Whether :func:`expand` knows the format (by magic bytes)."""
+    return data.startswith(
+        (b"PK\x03\x04", b"!<arch>\n", b"\x1f\x8b\x08", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
+    )
+
+
+def expand_base(data: bytes) -> bytes:
+    """The base stream of a file: its expansion, or the file itself if not expandable."""
+    if not is_archive(data):
+        return data
+    try:
+        return expand(data, probe=False).stream
+    except ArchiveError:
+        return data
+
+
+def encode_recipe(ops: list[Op]) -> bytes:
+    """The recipe's bytes (uncompressed)."""
+    return b"".join(op.encode() for op in ops)
+
+
+def decode_recipe(raw: bytes, stream_len: int, target_size: int) -> list[Op]:
+    """Parse a recipe and check it covers exactly the stream and the target."""
+    if len(raw) % OP.size:
+        raise PatchFormatError("recipe has a partial entry")
+    ops = []
+    for o in range(0, len(raw), OP.size):
+        kind, p1, p2, p3, p4, exp_len, out_len = OP.unpack_from(raw, o)
+        ops.append(Op(kind, exp_len, out_len, p1, p2, p3, p4))
+    if sum(op.exp_len for op in ops) != stream_len or sum(op.out_len for op in ops) != target_size:
+        raise PatchFormatError("recipe does not cover the target")
+    for op in ops:
+        if op.kind not in (RAW, DEFLATE, LZMA2, ZSTD) or (
+            op.kind == RAW and op.exp_len != op.out_len
+        ):
+            raise PatchFormatError("bad recipe entry")
+    return ops
+
+
+def rebuild(ops: list[Op], stream: bytes) -> Iterator[bytes]:
+    """Yield the archive's bytes, op by op (each checked against its declared size)."""
+    pos = 0
+    view = memoryview(stream)
+    for op in ops:
+        plain = view[pos : pos + op.exp_len]
+        pos += op.exp_len
+        if op.kind == RAW:
+            out = bytes(plain)
+        elif op.kind == DEFLATE:
+            try:
+                c = zlib.compressobj(op.p1, zlib.DEFLATED, op.p3, op.p2)
+            except (ValueError, zlib.error) as exc:
+                raise PatchFormatError(f"bad deflate parameters ({exc})") from exc
+            out = c.compress(plain) + c.flush()
+        elif op.kind == LZMA2:
+            try:
+                lz = _lzma2_compressor(
+                    op.p1 & 0x7F | (lzma.PRESET_EXTREME if op.p1 & 0x80 else 0), op.p4
+                )
+                out = lz.compress(plain) + lz.flush()
+            except (ValueError, lzma.LZMAError) as exc:
+                raise PatchFormatError(f"bad lzma2 parameters ({exc})") from exc
+        else:
+            try:
+                out = _zstd_compress(bytes(plain), op.p1, op.p2)
+            except zstandard.ZstdError as exc:
+                raise PatchFormatError(f"bad zstd parameters ({exc})") from exc
+        if len(out) != op.out_len:
+            raise PatchFormatError("recipe entry produced the wrong size")
+        yield out
+
+
+def member_key(name: str) -> str:
+    """Name used to pair members across versions (version numbers blanked)."""
+    return re.sub(r"\d+(?:[._+~-]\w+)*", "#", name)

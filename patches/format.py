@@ -1,0 +1,186 @@
+"""The patch container: a fixed header, a recipe, shared bsdiff streams and parts.
+
+Layout (all integers big-endian)::
+
+    header   HEADER struct (see :data:`HEADER`), ends with sha256 of the body
+    body     recipe (zstd)  | ctrl stream (zstd) | diff stream (zstd) | extra stream (zstd)
+             | part table (PART struct x part_count) | window payloads, in part order
+
+Parts rebuild the *target stream* from the *base stream*, in order. With the
+identity transform the streams are the files themselves; with the archive
+transform they are the expanded archives and the recipe recompresses the target
+stream into the exact target file. See docs/patches.md.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import zstandard
+
+from patches.errors import PatchFormatError
+
+MAGIC = b"\x89WSPATCH"
+VERSION = 1
+
+TRANSFORM_IDENTITY = 0
+TRANSFORM_ARCHIVE = 1
+
+METHOD_COPY = 1
+METHOD_BSDIFF = 2
+METHOD_ZSTD_WINDOW = 3
+METHODS = {METHOD_COPY: "copy", METHOD_BSDIFF: "bsdiff", METHOD_ZSTD_WINDOW: "zstd-window"}
+
+# magic, version, transform, flags, base size, base sha256, target size, target sha256,
+# base stream len, target stream len, recipe len, 3 x (raw, compressed) stream lens,
+# part count, body sha256
+HEADER = struct.Struct(">8sHBBQ32sQ32sQQQQQQQQQI32s")
+# method, base offset, base length, output length, a, b (method specific)
+PART = struct.Struct(">BQQQQQ")
+
+# Limits that bound memory and work when reading an untrusted patch.
+MAX_FILE_SIZE = 1 << 46  # 64 TiB
+MAX_STREAM = 1 << 31  # expanded archives and in-memory bsdiff streams
+MAX_RECIPE = 1 << 26
+MAX_PARTS = 1 << 22
+MAX_WINDOW_PAYLOAD = 1 << 31
+
+
+@dataclass(frozen=True)
+class Part:
+    """One step of rebuilding the target stream from the base stream.
+
+    ``a``/``b`` are: bsdiff = (control triples, unused); zstd-window = (payload length,
+    unused); copy = unused.
+    """
+
+    method: int
+    base_offset: int
+    base_length: int
+    out_length: int
+    a: int = 0
+    b: int = 0
+
+    def encode(self) -> bytes:
+        """The part's table entry."""
+        return PART.pack(
+            self.method, self.base_offset, self.base_length, self.out_length, self.a, self.b
+        )
+
+
+@dataclass(frozen=True)
+class Header:
+    """The fixed-size patch header."""
+
+    transform: int
+    base_size: int
+    base_sha256: bytes
+    target_size: int
+    target_sha256: bytes
+    base_stream_len: int
+    target_stream_len: int
+    recipe_len: int
+    ctrl_len: tuple[int, int]
+    diff_len: tuple[int, int]
+    extra_len: tuple[int, int]
+    part_count: int
+    body_sha256: bytes
+
+    def encode(self) -> bytes:
+        """The header's bytes."""
+        return HEADER.pack(
+            MAGIC,
+            VERSION,
+            self.transform,
+            0,
+            self.base_size,
+            self.base_sha256,
+            self.target_size,
+            self.target_sha256,
+            self.base_stream_len,
+            self.target_stream_len,
+            self.recipe_len,
+            *self.ctrl_len,
+            *self.diff_len,
+            *self.extra_len,
+            self.part_count,
+            self.body_sha256,
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Header:
+        """Parse and bound-check a header; raises :class:`PatchFormatError`."""
+        if len(data) < HEADER.size:
+            raise PatchFormatError("patch truncated: header incomplete")
+        f = HEADER.unpack(data[: HEADER.size])
+        if f[0] != MAGIC:
+            raise PatchFormatError("not a webseed patch (bad magic)")
+        if f[1] != VERSION:
+            raise PatchFormatError(f"unsupported patch version {f[1]}")
+        if f[2] not in (TRANSFORM_IDENTITY, TRANSFORM_ARCHIVE) or f[3] != 0:
+            raise PatchFormatError("unknown transform or flags")
+        h = cls(
+            transform=f[2],
+            base_size=f[4],
+            base_sha256=f[5],
+            target_size=f[6],
+            target_sha256=f[7],
+            base_stream_len=f[8],
+            target_stream_len=f[9],
+            recipe_len=f[10],
+            ctrl_len=(f[11], f[12]),
+            diff_len=(f[13], f[14]),
+            extra_len=(f[15], f[16]),
+            part_count=f[17],
+            body_sha256=f[18],
+        )
+        h.check_limits()
+        return h
+
+    def check_limits(self) -> None:
+        """Refuse sizes that would make applying unbounded."""
+        if self.base_size > MAX_FILE_SIZE or self.target_size > MAX_FILE_SIZE:
+            raise PatchFormatError("file size exceeds limit")
+        if (
+            self.transform == TRANSFORM_ARCHIVE
+            and max(self.base_stream_len, self.target_stream_len) > MAX_STREAM
+        ):
+            raise PatchFormatError("expanded archive exceeds limit")
+        if self.transform == TRANSFORM_IDENTITY and (
+            self.base_stream_len != self.base_size
+            or self.target_stream_len != self.target_size
+            or self.recipe_len
+        ):
+            raise PatchFormatError("identity patch with inconsistent stream sizes")
+        if self.recipe_len > MAX_RECIPE or self.part_count > MAX_PARTS:
+            raise PatchFormatError("recipe or part table exceeds limit")
+        for raw, comp in (self.ctrl_len, self.diff_len, self.extra_len):
+            if raw > MAX_STREAM or comp > MAX_STREAM:
+                raise PatchFormatError("bsdiff stream exceeds limit")
+
+
+def compress(data: bytes, level: int = 19) -> bytes:
+    """zstd-compress a patch section (window covers the whole section)."""
+    if not data:
+        return b""
+    wlog = max(17, min(31, (len(data) - 1).bit_length()))
+    params = zstandard.ZstdCompressionParameters.from_level(level, window_log=wlog)
+    return zstandard.ZstdCompressor(compression_params=params).compress(data)
+
+
+def decompress(data: bytes, raw_len: int, what: str) -> bytes:
+    """Decompress a section whose size the header declared; never more than that."""
+    if raw_len == 0:
+        if data:
+            raise PatchFormatError(f"{what}: data for an empty section")
+        return b""
+    try:
+        out = zstandard.ZstdDecompressor(max_window_size=1 << 31).decompress(
+            data, max_output_size=raw_len
+        )
+    except zstandard.ZstdError as exc:
+        raise PatchFormatError(f"{what}: corrupt compressed data ({exc})") from exc
+    if len(out) != raw_len:
+        raise PatchFormatError(f"{what}: decompressed size differs from header")
+    return out

@@ -1,0 +1,194 @@
+"""The part methods: copy, bsdiff (in memory) and zstd windows (bounded memory).
+
+bsdiff4 parts share three streams (control triples, diff bytes, extra bytes) that
+are zstd-compressed once for the whole patch, so that the mostly-zero diff bytes
+and the new literal bytes of all parts compress together. Window parts compress
+one window of the target with zstd, using the matching window of the base as a
+raw-content dictionary: zstd indexes the whole dictionary only when its
+hash/chain tables are large enough, hence the explicit ``hash_log``/``chain_log``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import BinaryIO
+
+import bsdiff4.core
+import zstandard
+
+from patches.errors import PatchFormatError
+from patches.format import METHOD_BSDIFF, METHOD_COPY, METHOD_ZSTD_WINDOW, Part
+
+# bsdiff4's control triples: three 8-byte little-endian sign-magnitude integers.
+CTRL_SIZE = 24
+# Files (or archive members) up to this size are diffed with bsdiff4 in memory
+# (bsdiff4 needs about 18x the base size); bigger ones use zstd windows.
+BSDIFF_LIMIT = 48 << 20
+WINDOW = 32 << 20  # target bytes per zstd window
+MARGIN = 8 << 20  # base bytes either side of the aligned base window
+WINDOW_LEVEL = 9
+WINDOW_LOG = 27  # >= base window + target window
+_TABLE_LOG = 25  # zstd indexes 2**(TABLE_LOG+1) bytes of dictionary: more than a base window
+
+ReadFn = Callable[[int, int], bytes]
+
+
+def _encode_triple(x: int, y: int, z: int) -> bytes:
+    return b"".join(bsdiff4.core.encode_int64(v) for v in (x, y, z))
+
+
+def _decode_int64(b: bytes) -> int:
+    v = int.from_bytes(b, "little")
+    return -(v & ~(1 << 63)) if v >> 63 else v
+
+
+class DiffBuilder:
+    """Accumulates parts while a patch is created."""
+
+    def __init__(self, payload_sink: BinaryIO) -> None:
+        self.parts: list[Part] = []
+        self.ctrl = bytearray()
+        self.diff = bytearray()
+        self.extra = bytearray()
+        self._sink = payload_sink
+
+    def add_bsdiff(self, base: bytes, base_offset: int, target: bytes) -> None:
+        """Diff ``target`` against ``base`` (which sits at ``base_offset`` in the base stream)."""
+        if base == target and base:
+            self.parts.append(Part(METHOD_COPY, base_offset, len(base), len(target)))
+            return
+        if not base:
+            # Nothing to match against: all literal (compressed later with the extras).
+            control = _encode_triple(0, len(target), 0) if target else b""
+            bdiff, bextra = b"", target
+        else:
+            control, bdiff, bextra = bsdiff4.core.diff(base, target)
+        self.ctrl += control
+        self.diff += bdiff
+        self.extra += bextra
+        n = len(control) // CTRL_SIZE
+        self.parts.append(Part(METHOD_BSDIFF, base_offset, len(base), len(target), n))
+
+    def add_windows(
+        self,
+        read_base: ReadFn,
+        base_offset: int,
+        base_len: int,
+        read_target: ReadFn,
+        target_len: int,
+    ) -> None:
+        """Diff a large range window by window; memory stays around 3 windows + zstd tables."""
+        for start in range(0, target_len, WINDOW):
+            length = min(WINDOW, target_len - start)
+            target = read_target(start, length)
+            # Align proportionally, so growth or shrinkage of the file is followed.
+            centre = start * base_len // target_len if target_len else 0
+            lo = max(0, min(centre - MARGIN, base_len - length - 2 * MARGIN))
+            hi = min(base_len, centre + length + MARGIN)
+            if start + length <= base_len and read_base(base_offset + start, length) == target:
+                self.parts.append(Part(METHOD_COPY, base_offset + start, length, length))
+                continue
+            base = read_base(base_offset + lo, hi - lo)
+            payload = _window_compressor(base).compress(target)
+            self._sink.write(payload)
+            self.parts.append(
+                Part(METHOD_ZSTD_WINDOW, base_offset + lo, len(base), length, len(payload))
+            )
+
+
+def _window_compressor(base: bytes) -> zstandard.ZstdCompressor:
+    params = zstandard.ZstdCompressionParameters.from_level(
+        WINDOW_LEVEL, window_log=WINDOW_LOG, hash_log=_TABLE_LOG, chain_log=_TABLE_LOG
+    )
+    if not base:
+        return zstandard.ZstdCompressor(compression_params=params)
+    d = zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    return zstandard.ZstdCompressor(compression_params=params, dict_data=d)
+
+
+class PartApplier:
+    """Rebuilds target-stream pieces from parts, checking every bound first."""
+
+    def __init__(self, ctrl: bytes, diff: bytes, extra: bytes, base_len: int) -> None:
+        if len(ctrl) % CTRL_SIZE:
+            raise PatchFormatError("control stream has a partial entry")
+        self._ctrl = memoryview(ctrl)
+        self._diff = memoryview(diff)
+        self._extra = memoryview(extra)
+        self._c = self._d = self._e = 0
+        self._base_len = base_len
+
+    def check_part(self, part: Part) -> None:
+        """Bounds that do not depend on data: the base range must exist."""
+        if part.base_offset + part.base_length > self._base_len:
+            raise PatchFormatError("part refers outside the base")
+        if part.method == METHOD_COPY and part.base_length != part.out_length:
+            raise PatchFormatError("copy part with differing lengths")
+        if part.method not in (METHOD_COPY, METHOD_BSDIFF, METHOD_ZSTD_WINDOW):
+            raise PatchFormatError(f"unknown part method {part.method}")
+        if part.method == METHOD_ZSTD_WINDOW and (
+            part.out_length > WINDOW or part.base_length > WINDOW + 2 * MARGIN + WINDOW
+        ):
+            raise PatchFormatError("zstd window exceeds limit")
+
+    def apply(self, part: Part, base: bytes, payload: bytes) -> bytes:
+        """The bytes ``part`` produces from its base range (and window payload)."""
+        if part.method == METHOD_COPY:
+            return base
+        if part.method == METHOD_BSDIFF:
+            return self._bsdiff(part, base)
+        return _window_decompress(base, payload, part.out_length)
+
+    def _bsdiff(self, part: Part, base: bytes) -> bytes:
+        end = self._c + part.a * CTRL_SIZE
+        if end > len(self._ctrl):
+            raise PatchFormatError("control stream too short")
+        raw = bytes(self._ctrl[self._c : end])
+        control = [
+            (
+                _decode_int64(raw[o : o + 8]),
+                _decode_int64(raw[o + 8 : o + 16]),
+                _decode_int64(raw[o + 16 : o + 24]),
+            )
+            for o in range(0, len(raw), CTRL_SIZE)
+        ]
+        self._c = end
+        # Validate what bsdiff4.core.patch would otherwise trust.
+        old_pos = out = n_diff = n_extra = 0
+        for x, y, z in control:
+            if x < 0 or y < 0 or old_pos < 0 or old_pos + x > len(base):
+                raise PatchFormatError("bsdiff control entry out of range")
+            old_pos += x + z
+            out += x + y
+            n_diff += x
+            n_extra += y
+        if out != part.out_length:
+            raise PatchFormatError("bsdiff part output length mismatch")
+        if self._d + n_diff > len(self._diff) or self._e + n_extra > len(self._extra):
+            raise PatchFormatError("diff or extra stream too short")
+        bdiff = bytes(self._diff[self._d : self._d + n_diff])
+        bextra = bytes(self._extra[self._e : self._e + n_extra])
+        self._d += n_diff
+        self._e += n_extra
+        result: bytes = bsdiff4.core.patch(base, part.out_length, raw, bdiff, bextra)
+        return result
+
+    def finish(self) -> None:
+        """Every stream byte must have been used: leftovers mean a corrupt patch."""
+        if (self._c, self._d, self._e) != (len(self._ctrl), len(self._diff), len(self._extra)):
+            raise PatchFormatError("bsdiff streams have unused bytes")
+
+
+def _window_decompress(base: bytes, payload: bytes, out_len: int) -> bytes:
+    try:
+        if base:
+            d = zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+            dec = zstandard.ZstdDecompressor(dict_data=d, max_window_size=1 << WINDOW_LOG)
+        else:
+            dec = zstandard.ZstdDecompressor(max_window_size=1 << WINDOW_LOG)
+        out = dec.decompress(payload, max_output_size=out_len)
+    except zstandard.ZstdError as exc:
+        raise PatchFormatError(f"corrupt zstd window ({exc})") from exc
+    if len(out) != out_len:
+        raise PatchFormatError("zstd window output length mismatch")
+    return out

@@ -104,7 +104,7 @@ class SlotPolicy:
             else:
                 # Proportional share: the contributor furthest below its share goes next.
                 def lag(w: Waiting) -> tuple[float, float]:
-                    return (self._granted.get(w.peer, 0.0) / credit[w.peer], w.arrived)
+                    return ((self._granted.get(w.peer, 0.0) + 1.0) / credit[w.peer], w.arrived)
 
                 pick = min(contributors, key=lag)
                 self._granted[pick.peer] = self._granted.get(pick.peer, 0.0) + 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -13,9 +14,9 @@ from .errors import LedgerError
 
 def write_json(path: Path, data: Any) -> None:
     """Replace ``path`` atomically with ``data`` as JSON (mode 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, sort_keys=True, separators=(",", ":"))
@@ -28,7 +29,8 @@ def write_json(path: Path, data: Any) -> None:
         finally:
             os.close(dfd)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise LedgerError(f"cannot write {path}: {exc}") from exc
 
 

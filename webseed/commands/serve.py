@@ -1,0 +1,75 @@
+"""``webseed serve REPO_DIR``: run a peer (HTTP/1.1 + HTTP/2 range server) for a repository."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import typer
+
+from webseed.cli import EXIT_USAGE
+
+
+def _parse_rate(text: str) -> int:
+    """``1000000``, ``500K``, ``20M``, ``1G`` (bytes per second, powers of 1024) -> int."""
+    units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+    t = text.strip().upper().removesuffix("B/S").removesuffix("/S").removesuffix("B")
+    unit = t[-1:] if t[-1:] in units else ""
+    try:
+        value = float(t[: len(t) - len(unit)] if unit else t)
+    except ValueError:
+        raise typer.BadParameter(f"not a rate: {text!r}") from None
+    if value < 0:
+        raise typer.BadParameter("rate must be >= 0")
+    return int(value * units[unit])
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to the CLI."""
+
+    @app.command()
+    def serve(
+        repo_dir: Path = typer.Argument(..., help="Published repository directory to serve."),
+        host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+        port: int = typer.Option(8470, help="TCP port; 0 picks a free one (the URL is printed)."),
+        tls_cert: Path | None = typer.Option(None, help="TLS certificate (PEM) for HTTPS + h2."),
+        tls_key: Path | None = typer.Option(None, help="TLS private key (PEM)."),
+        store: Path | None = typer.Option(None, help="Store of partial artifacts to serve."),
+        slots: int = typer.Option(0, help="Concurrent upload slots (0 = unlimited)."),
+        rate: str = typer.Option("0", help="Upload rate limit in bytes/s, e.g. 20M (0 = none)."),
+    ) -> None:
+        """Serve REPO_DIR to peers and plain HTTP clients until SIGTERM/SIGINT."""
+        from webseed.server.app import create_app
+        from webseed.server.standalone import ServerOptions
+        from webseed.server.standalone import serve as run
+
+        if not repo_dir.is_dir():
+            typer.echo(f"error: {repo_dir} is not a directory", err=True)
+            raise typer.Exit(EXIT_USAGE)
+        if (tls_cert is None) != (tls_key is None):
+            typer.echo("error: --tls-cert and --tls-key go together", err=True)
+            raise typer.Exit(EXIT_USAGE)
+        if slots < 0:
+            typer.echo("error: --slots must be >= 0", err=True)
+            raise typer.Exit(EXIT_USAGE)
+        app = create_app(repo_dir, store=store, slots=slots, rate=_parse_rate(rate))
+        opts = ServerOptions(
+            host=host,
+            port=port,
+            certfile=str(tls_cert) if tls_cert else None,
+            keyfile=str(tls_key) if tls_key else None,
+        )
+
+        def ready(url: str) -> None:
+            # One line, flushed: scripts and tests read the bound URL from it.
+            print(f"webseed: serving {repo_dir} at {url}", flush=True)
+
+        try:
+            asyncio.run(run(app, opts, ready=ready))
+        except OSError as exc:
+            typer.echo(f"error: cannot listen on {host}:{port}: {exc}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        finally:
+            app.state.peer.repo.close()
+        print("webseed: stopped", file=sys.stderr, flush=True)

@@ -1,0 +1,298 @@
+"""The peer's HTTP semantics, independent of ASGI or WSGI.
+
+:meth:`Peer.plan` turns (method, path, headers) into a :class:`Plan`: a status,
+headers, and a body made of in-memory bytes and file slices. The ASGI app and
+the WSGI middleware only carry plans out (reading files in large blocks), so
+both forms answer exactly alike. See ``docs/protocol.md`` for the surface.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import formatdate, parsedate_to_datetime
+from pathlib import Path
+
+from webseed.errors import UnsafePathError
+from webseed.server.capacity import RateLimiter, Requester, SlotPool
+from webseed.server.pex import MAX_ANNOUNCEMENTS, MemoryPexStore, PexSource
+from webseed.server.ranges import DEFAULT_POLICY, Outcome, RangePolicy, decide
+from webseed.server.repo import WELL_KNOWN, Repository, Resource
+from webseed.server.stats import Stats
+
+#: Header a peer sends to identify itself (for stats and the upload policy).
+PEER_HEADER = "webseed-peer"
+_PEER_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
+#: Default size of one read (and one send) in the serving hot path.
+READ_SIZE = 1024 * 1024
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@dataclass(frozen=True)
+class Part:
+    """``prefix`` bytes, then ``length`` bytes of the plan's file from ``offset``."""
+
+    prefix: bytes
+    offset: int
+    length: int
+
+
+@dataclass
+class Plan:
+    """An HTTP answer to carry out."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    file: Path | None = None
+    parts: tuple[Part, ...] = ()
+    trailer: bytes = b""
+    upload: str | None = None  # artifact name when this answer sends artifact bytes
+    head: bool = False
+
+    @property
+    def length(self) -> int:
+        """Bytes of body the full (GET) answer carries."""
+        return (
+            len(self.body)
+            + sum(len(p.prefix) + p.length for p in self.parts)
+            + len(self.trailer)
+        )
+
+
+def _text(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Plan:
+    body = (message + "\n").encode()
+    return Plan(
+        status,
+        [
+            ("content-type", "text/plain; charset=utf-8"),
+            ("content-length", str(len(body))),
+            *(headers or []),
+        ],
+        body,
+    )
+
+
+def _json(obj: object, *, cache: str = "no-cache") -> Plan:
+    body = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    return Plan(
+        200,
+        [
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+            ("cache-control", cache),
+        ],
+        body,
+    )
+
+
+def peer_identity(headers: Mapping[str, str]) -> str:
+    """The requester's claimed peer identity, or ``""`` if absent or malformed."""
+    value = headers.get(PEER_HEADER, "")
+    return value if _PEER_ID.fullmatch(value) else ""
+
+
+class Peer:
+    """A peer's serving state: repository, stats, peer exchange, capacity, range policy."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        pool: SlotPool | None = None,
+        limiter: RateLimiter | None = None,
+        pex: PexSource | None = None,
+        stats: Stats | None = None,
+        range_policy: RangePolicy = DEFAULT_POLICY,
+        read_size: int = READ_SIZE,
+    ) -> None:
+        self.repo = repo
+        self.pool = pool or SlotPool(0)
+        self.limiter = limiter or RateLimiter(0)
+        self.pex: PexSource = pex if pex is not None else MemoryPexStore()
+        self.stats = stats or Stats()
+        self.range_policy = range_policy
+        rate_block = self.limiter.block_size
+        self.read_size = min(read_size, rate_block) if rate_block else read_size
+
+    def requester(self, headers: Mapping[str, str], host: str, path: str) -> Requester:
+        """Who is asking, for the upload policy and the stats."""
+        return Requester(peer=peer_identity(headers), host=host, path=path)
+
+    def plan(self, method: str, path: str, headers: Mapping[str, str]) -> Plan:
+        """The answer to ``method path`` with (lower-cased) ``headers``; ``path`` is decoded."""
+        if method not in ("GET", "HEAD"):
+            return _text(405, "method not allowed", [("allow", "GET, HEAD")])
+        plan = self._route(path, headers)
+        plan.head = method == "HEAD"
+        return plan
+
+    def _route(self, path: str, headers: Mapping[str, str]) -> Plan:
+        if "\x00" in path:
+            return _text(400, "path has a NUL byte")
+        rel = path[1:] if path.startswith("/") else path
+        if not rel:
+            return _text(404, "not found")
+        if rel.startswith(WELL_KNOWN + "/"):
+            return self._well_known(rel[len(WELL_KNOWN) + 1 :], headers)
+        try:
+            resource = self.repo.artifact(rel)
+        except UnsafePathError as exc:
+            return _text(400, f"bad path: {exc}")
+        if resource is None:
+            return _text(404, "not found")
+        return self.serve(resource, headers)
+
+    def _well_known(self, rest: str, headers: Mapping[str, str]) -> Plan:
+        kind, _, arg = rest.partition("/")
+        resource: Resource | None = None
+        if kind == "metadata":
+            resource = self.repo.metadata_file(arg)
+        elif kind == "manifests" and arg.endswith(".json"):
+            resource = self.repo.manifest_resource(arg[: -len(".json")])
+        elif kind == "chunks":
+            resource = self.repo.chunk(arg)
+        elif kind == "bitfield":
+            found = self.repo.bitfield(arg)
+            if found is not None:
+                bits, count = found
+                return Plan(
+                    200,
+                    [
+                        ("content-type", "application/octet-stream"),
+                        ("content-length", str(len(bits))),
+                        ("cache-control", "no-cache"),
+                        ("webseed-chunks", str(count)),
+                    ],
+                    bits,
+                )
+        elif kind == "pex" and not arg:
+            return _json({"announcements": self.pex.announcements(MAX_ANNOUNCEMENTS)})
+        elif kind == "stats" and not arg:
+            snap = self.stats.snapshot()
+            snap["slots"] = {
+                "capacity": self.pool.slots,
+                "in_use": self.pool.in_use,
+                "waiting": self.pool.waiting,
+            }
+            snap["rate_limit"] = self.limiter.rate
+            return _json(snap)
+        if resource is None:
+            return _text(404, "not found")
+        return self.serve(resource, headers)
+
+    def serve(self, r: Resource, headers: Mapping[str, str]) -> Plan:
+        """Answer a GET/HEAD for resource ``r`` under the range policy."""
+        base: list[tuple[str, str]] = [("accept-ranges", "bytes"), ("etag", r.etag)]
+        if r.last_modified is not None:
+            base.append(("last-modified", formatdate(r.last_modified, usegmt=True)))
+        if r.immutable:
+            base.append(("cache-control", IMMUTABLE))
+        if r.manifest:
+            base.append(("webseed-manifest", r.manifest))
+        ctype = r.content_type
+        if r.file is not None and r.data is None and ctype == "application/octet-stream":
+            ctype = mimetypes.guess_type(r.name)[0] or ctype
+        if _none_match(headers.get("if-none-match"), r.etag):
+            return Plan(304, base)
+        range_header = headers.get("range")
+        if range_header is not None and not _if_range_holds(headers.get("if-range"), r, base):
+            range_header = None
+        decision = decide(range_header, r.size, self.range_policy)
+        if decision.outcome is Outcome.REFUSE:
+            return _text(
+                416,
+                f"range not satisfiable: {decision.reason}",
+                [*base, ("content-range", f"bytes */{r.size}")],
+            )
+        ranges = decision.ranges if decision.outcome is Outcome.PARTIAL else ((0, r.size),)
+        missing = r.missing_chunks(ranges)
+        if missing:
+            return _text(
+                416,
+                "range touches chunks this peer has not verified yet",
+                [
+                    *base,
+                    ("content-range", f"bytes */{r.size}"),
+                    ("webseed-missing", ",".join(map(str, missing))),
+                ],
+            )
+        if decision.outcome is Outcome.FULL:
+            return self._body(r, 200, [*base, ("content-type", ctype)], [Part(b"", 0, r.size)])
+        if len(ranges) == 1:
+            start, end = ranges[0]
+            return self._body(
+                r,
+                206,
+                [
+                    *base,
+                    ("content-type", ctype),
+                    ("content-range", f"bytes {start}-{end - 1}/{r.size}"),
+                ],
+                [Part(b"", start, end - start)],
+            )
+        boundary = secrets.token_hex(12)
+        parts = []
+        for i, (start, end) in enumerate(ranges):
+            prefix = (
+                ("\r\n" if i else "")
+                + f"--{boundary}\r\ncontent-type: {ctype}\r\n"
+                + f"content-range: bytes {start}-{end - 1}/{r.size}\r\n\r\n"
+            )
+            parts.append(Part(prefix.encode("latin-1"), start, end - start))
+        return self._body(
+            r,
+            206,
+            [*base, ("content-type", f"multipart/byteranges; boundary={boundary}")],
+            parts,
+            trailer=f"\r\n--{boundary}--\r\n".encode("latin-1"),
+        )
+
+    def _body(
+        self,
+        r: Resource,
+        status: int,
+        headers: list[tuple[str, str]],
+        parts: list[Part],
+        trailer: bytes = b"",
+    ) -> Plan:
+        if r.data is not None:
+            # Small in-memory resources (manifests): materialise the body.
+            body = b"".join(p.prefix + r.data[p.offset : p.offset + p.length] for p in parts)
+            plan = Plan(status, headers, body + trailer)
+        else:
+            shifted = tuple(Part(p.prefix, r.offset + p.offset, p.length) for p in parts)
+            plan = Plan(status, headers, file=r.file, parts=shifted, trailer=trailer, upload=r.name)
+        plan.headers.append(("content-length", str(plan.length)))
+        return plan
+
+
+def _none_match(value: str | None, etag: str) -> bool:
+    if not value:
+        return False
+    if value.strip() == "*":
+        return True
+    # Weak comparison (RFC 9110 §13.1.2): W/ prefixes do not matter.
+    tags = {t.strip().removeprefix("W/") for t in value.split(",")}
+    return etag in tags
+
+
+def _if_range_holds(value: str | None, r: Resource, base: list[tuple[str, str]]) -> bool:
+    """RFC 9110 §13.1.5: the Range applies only if the validator matches strongly."""
+    if value is None:
+        return True
+    value = value.strip()
+    if value.startswith('"'):
+        return value == r.etag
+    if value.startswith("W/") or r.last_modified is None:
+        return False
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False
+    # A date is only a strong validator if it is exactly our Last-Modified.
+    return dict(base).get("last-modified") == formatdate(when, usegmt=True)

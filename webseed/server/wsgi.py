@@ -1,0 +1,150 @@
+"""The peer as WSGI middleware, for Flask, Django or any WSGI app.
+
+    from webseed.wsgi import WebseedMiddleware
+    app.wsgi_app = WebseedMiddleware(app.wsgi_app, "/srv/repo", prefix="/webseed")
+
+Requests under ``prefix`` get exactly the answers of the ASGI app (same
+:class:`~webseed.server.core.Peer` plans); everything else goes to the wrapped
+app. With ``prefix=""`` the peer answers what it has and passes its 404s on.
+WSGI has no waiting room: when every upload slot is taken the answer is an
+immediate ``503`` with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from http import HTTPStatus
+from typing import Any
+
+from webseed.server.capacity import RateLimiter, SlotPool, UploadPolicy
+from webseed.server.core import Peer, Plan, peer_identity
+from webseed.server.pex import PexSource
+from webseed.server.ranges import DEFAULT_POLICY, RangePolicy
+from webseed.server.repo import Repository
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _status(code: int) -> str:
+    return f"{code} {HTTPStatus(code).phrase}"
+
+
+class _Body:
+    """The response body: file slices read in large blocks; frees the slot on close()."""
+
+    def __init__(self, peer: Peer, plan: Plan, peer_id: str) -> None:
+        self.peer, self.plan, self.peer_id = peer, plan, peer_id
+        self.sent = 0
+        self._closed = False
+        assert plan.file is not None
+        self.fd = os.open(plan.file, os.O_RDONLY)
+
+    def __iter__(self) -> Iterator[bytes]:
+        block = self.peer.read_size
+        for part in self.plan.parts:
+            if part.prefix:
+                yield part.prefix
+            offset, left = part.offset, part.length
+            while left:
+                n = min(block, left)
+                self.peer.limiter.take_blocking(n)
+                data = os.pread(self.fd, n, offset)
+                if not data:
+                    raise OSError(f"{self.plan.file} shrank while it was served")
+                offset += len(data)
+                left -= len(data)
+                self.sent += len(data)
+                yield data
+        if self.plan.trailer:
+            yield self.plan.trailer
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        os.close(self.fd)
+        self.peer.pool.release()
+        if self.sent and self.plan.upload:
+            self.peer.stats.served(self.plan.upload, self.peer_id, self.sent)
+
+
+class WebseedMiddleware:
+    """Serve a webseed repository under ``prefix`` inside another WSGI application."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        repo: str | os.PathLike[str] | Repository,
+        *,
+        prefix: str = "/webseed",
+        store: str | os.PathLike[str] | None = None,
+        slots: int = 0,
+        rate: int = 0,
+        policy: UploadPolicy | None = None,
+        pex: PexSource | None = None,
+        range_policy: RangePolicy = DEFAULT_POLICY,
+    ) -> None:
+        self.app = app
+        self.prefix = prefix.rstrip("/")
+        repository = repo if isinstance(repo, Repository) else Repository(repo, store)
+        self.peer = Peer(
+            repository,
+            pool=SlotPool(slots, policy=policy, max_wait=0),
+            limiter=RateLimiter(rate),
+            pex=pex,
+            range_policy=range_policy,
+        )
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        raw = environ.get("PATH_INFO", "")
+        if self.prefix:
+            if raw != self.prefix and not raw.startswith(self.prefix + "/"):
+                return self.app(environ, start_response)
+            raw = raw[len(self.prefix) :]
+        try:
+            # PEP 3333: PATH_INFO carries the URL's bytes as latin-1; paths are UTF-8.
+            path = raw.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            return self._finish(start_response, _bad_path())
+        headers = {
+            k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")
+        }
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        plan = self.peer.plan(method, path or "/", headers)
+        if not self.prefix and plan.status == 404:
+            return self.app(environ, start_response)
+        if plan.upload is None or plan.head:
+            return self._finish(start_response, plan)
+        peer = self.peer
+        if not peer.pool.try_acquire():
+            peer.stats.request(refused=True)
+            start_response(
+                _status(503),
+                [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Retry-After", str(peer.pool.retry_after)),
+                    ("Content-Length", "34"),
+                ],
+            )
+            return [b"over upload capacity, retry later\n"]
+        peer.stats.request()
+        try:
+            body = _Body(peer, plan, peer_identity(headers))
+        except OSError:
+            peer.pool.release()
+            return self._finish(start_response, Plan(404, [("content-length", "0")]))
+        start_response(_status(plan.status), plan.headers)
+        return body
+
+    @staticmethod
+    def _finish(start_response: Callable[..., Any], plan: Plan) -> Iterable[bytes]:
+        start_response(_status(plan.status), plan.headers)
+        return [b"" if plan.head else plan.body]
+
+
+def _bad_path() -> Plan:
+    body = b"bad path: not UTF-8\n"
+    return Plan(
+        400, [("content-type", "text/plain; charset=utf-8"), ("content-length", str(len(body)))], body
+    )

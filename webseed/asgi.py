@@ -1,4 +1,7 @@
-"""The peer as an ASGI application: ``create_app(repo_dir, ...)`` (see :mod:`webseed.server.app`)."""
+"""The peer as an ASGI application: ``create_app(repo_dir, ...)``.
+
+See :mod:`webseed.server.app`.
+"""
 
 from webseed.server.app import PlanResponse, create_app
 from webseed.server.capacity import FifoPolicy, Requester, UploadPolicy

@@ -1,4 +1,7 @@
-"""The peer as WSGI middleware: ``WebseedMiddleware(app, repo_dir, ...)`` (see :mod:`webseed.server.wsgi`)."""
+"""The peer as WSGI middleware: ``WebseedMiddleware(app, repo_dir, ...)``.
+
+See :mod:`webseed.server.wsgi`.
+"""
 
 from webseed.server.wsgi import WebseedMiddleware
 

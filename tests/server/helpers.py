@@ -33,10 +33,14 @@ def publish(root: Path, path: str, data: bytes, *, chunk_size: int = 256 * 1024)
     meta = root / WK / "metadata"
     meta.mkdir(parents=True, exist_ok=True)
     tfile = meta / "1.targets.json"
-    doc = json.loads(tfile.read_bytes()) if tfile.exists() else {
-        "signatures": [],
-        "signed": {"_type": "targets", "version": 1, "targets": {}},
-    }
+    doc = (
+        json.loads(tfile.read_bytes())
+        if tfile.exists()
+        else {
+            "signatures": [],
+            "signed": {"_type": "targets", "version": 1, "targets": {}},
+        }
+    )
     doc["signed"]["targets"][path] = {
         "length": len(data),
         "hashes": {"sha256": hashlib.sha256(data).hexdigest()},
@@ -57,9 +61,7 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
         head, _, payload = chunk.partition(b"\r\n\r\n")
         assert payload.endswith(b"\r\n")
         payload = payload[:-2]
-        headers = dict(
-            line.split(": ", 1) for line in head.decode().strip().split("\r\n") if line
-        )
+        headers = dict(line.split(": ", 1) for line in head.decode().strip().split("\r\n") if line)
         out.append((headers["content-range"], payload))
     return out
 

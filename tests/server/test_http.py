@@ -78,11 +78,11 @@ def test_416_past_the_end(server: str) -> None:
 def test_if_range(server: str) -> None:
     etag = httpx.head(f"{server}/releases/big.bin").headers["etag"]
     lm = httpx.head(f"{server}/releases/big.bin").headers["last-modified"]
-    hit = httpx.get(
-        f"{server}/releases/big.bin", headers={"Range": "bytes=0-9", "If-Range": etag}
-    )
+    hit = httpx.get(f"{server}/releases/big.bin", headers={"Range": "bytes=0-9", "If-Range": etag})
     assert hit.status_code == 206 and hit.content == DATA[:10]
-    by_date = httpx.get(f"{server}/releases/big.bin", headers={"Range": "bytes=0-9", "If-Range": lm})
+    by_date = httpx.get(
+        f"{server}/releases/big.bin", headers={"Range": "bytes=0-9", "If-Range": lm}
+    )
     assert by_date.status_code == 206
     for stale in ('"0000"', f"W/{etag}", "Tue, 01 Jan 2002 00:00:00 GMT", "garbage"):
         miss = httpx.get(

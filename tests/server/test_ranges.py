@@ -101,12 +101,12 @@ def test_overlap_piles_and_total() -> None:
 
 
 @given(
-    st.lists(
-        st.tuples(st.integers(0, 3000), st.integers(0, 3000)), min_size=1, max_size=16
-    ),
+    st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 3000)), min_size=1, max_size=16),
     st.integers(0, 2000),
 )
-def test_partial_ranges_are_sorted_disjoint_and_inside(pairs: list[tuple[int, int]], size: int) -> None:
+def test_partial_ranges_are_sorted_disjoint_and_inside(
+    pairs: list[tuple[int, int]], size: int
+) -> None:
     header = "bytes=" + ",".join(f"{min(a, b)}-{max(a, b)}" for a, b in pairs)
     d = decide(header, size)
     if d.outcome is Outcome.PARTIAL:

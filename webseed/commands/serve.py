@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from webseed.cli import EXIT_USAGE
+#: Same value as webseed.cli.EXIT_USAGE (not imported: cli imports this module).
+EXIT_USAGE = 2
 
 
 def _parse_rate(text: str) -> int:
@@ -30,14 +32,22 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def serve(
-        repo_dir: Path = typer.Argument(..., help="Published repository directory to serve."),
-        host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-        port: int = typer.Option(8470, help="TCP port; 0 picks a free one (the URL is printed)."),
-        tls_cert: Path | None = typer.Option(None, help="TLS certificate (PEM) for HTTPS + h2."),
-        tls_key: Path | None = typer.Option(None, help="TLS private key (PEM)."),
-        store: Path | None = typer.Option(None, help="Store of partial artifacts to serve."),
-        slots: int = typer.Option(0, help="Concurrent upload slots (0 = unlimited)."),
-        rate: str = typer.Option("0", help="Upload rate limit in bytes/s, e.g. 20M (0 = none)."),
+        repo_dir: Annotated[Path, typer.Argument(help="Published repository directory to serve.")],
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[
+            int, typer.Option(help="TCP port; 0 picks a free one (the URL is printed).")
+        ] = 8470,
+        tls_cert: Annotated[
+            Path | None, typer.Option(help="TLS certificate (PEM) for HTTPS + h2.")
+        ] = None,
+        tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+        store: Annotated[
+            Path | None, typer.Option(help="Store of partial artifacts to serve.")
+        ] = None,
+        slots: Annotated[int, typer.Option(help="Concurrent upload slots (0 = unlimited).")] = 0,
+        rate: Annotated[
+            str, typer.Option(help="Upload rate limit in bytes/s, e.g. 20M (0 = none).")
+        ] = "0",
     ) -> None:
         """Serve REPO_DIR to peers and plain HTTP clients until SIGTERM/SIGINT."""
         from webseed.server.app import create_app

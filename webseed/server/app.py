@@ -25,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from webseed.server.capacity import OverCapacity, RateLimiter, Requester, SlotPool, UploadPolicy
-from webseed.server.core import Peer, Plan
+from webseed.server.core import READ_SIZE, Peer, Plan
 from webseed.server.pex import PexSource
 from webseed.server.ranges import DEFAULT_POLICY, RangePolicy
 from webseed.server.repo import Repository
@@ -110,7 +110,9 @@ class PlanResponse(Response):
         return sent
 
 
-async def _plain(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] = []) -> None:  # noqa: B006
+async def _plain(
+    send: Send, status: int, body: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
@@ -122,7 +124,10 @@ async def _plain(send: Send, status: int, body: bytes, extra: list[tuple[bytes, 
 
 async def _overloaded(send: Send, retry_after: int) -> None:
     await _plain(
-        send, 503, b"over upload capacity, retry later\n", [(b"retry-after", str(retry_after).encode())]
+        send,
+        503,
+        b"over upload capacity, retry later\n",
+        ((b"retry-after", str(retry_after).encode()),),
     )
 
 
@@ -146,14 +151,13 @@ def create_app(
     peer-exchange announcements. The :class:`Peer` is at ``app.state.peer``.
     """
     repository = repo if isinstance(repo, Repository) else Repository(Path(repo), store)
-    kwargs = {} if read_size is None else {"read_size": read_size}
     peer = Peer(
         repository,
         pool=SlotPool(slots, policy=policy, max_wait=max_wait),
         limiter=RateLimiter(rate),
         pex=pex,
         range_policy=range_policy,
-        **kwargs,
+        read_size=read_size or READ_SIZE,
     )
 
     async def endpoint(request: Request) -> Response:

@@ -127,7 +127,9 @@ class SlotPool:
         if self.max_wait <= 0 or self.queue_limit <= 0:
             raise OverCapacity(self.retry_after)
         loop = asyncio.get_running_loop()
-        waiter = _Waiter((-self.policy.rank(requester), next(self._seq)), loop.create_future(), loop)
+        waiter = _Waiter(
+            (-self.policy.rank(requester), next(self._seq)), loop.create_future(), loop
+        )
         evicted: _Waiter | None = None
         with self._lock:
             if len(self._waiters) >= self.queue_limit:

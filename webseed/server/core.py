@@ -58,9 +58,7 @@ class Plan:
     def length(self) -> int:
         """Bytes of body the full (GET) answer carries."""
         return (
-            len(self.body)
-            + sum(len(p.prefix) + p.length for p in self.parts)
-            + len(self.trailer)
+            len(self.body) + sum(len(p.prefix) + p.length for p in self.parts) + len(self.trailer)
         )
 
 

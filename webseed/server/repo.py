@@ -174,9 +174,7 @@ class Repository:
                 if key != self._targets_key:
                     signed = json.loads(_read_bounded(best[1], 256 * 1024 * 1024))["signed"]
                     targets = signed.get("targets", {})
-                    self._targets = {
-                        p: t for p, t in targets.items() if isinstance(t, dict)
-                    }
+                    self._targets = {p: t for p, t in targets.items() if isinstance(t, dict)}
                     self._targets_key = key
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 self._targets, self._targets_key = {}, None
@@ -251,9 +249,7 @@ class Repository:
 
     def partial_resource(self, partial: PartialArtifact) -> Resource:
         """A partial artifact as a resource (its validator is its manifest digest)."""
-        manifest_file = (
-            self.store / f"{partial.manifest.digest}.json" if self.store else None
-        )
+        manifest_file = self.store / f"{partial.manifest.digest}.json" if self.store else None
         try:
             last_modified = manifest_file.stat().st_mtime if manifest_file else None
         except OSError:
@@ -308,7 +304,9 @@ class Repository:
             etag=file_etag(st),
             file=file,
             last_modified=st.st_mtime,
-            content_type="application/json" if name.endswith(".json") else "application/octet-stream",
+            content_type="application/json"
+            if name.endswith(".json")
+            else "application/octet-stream",
         )
 
     def manifest_resource(self, digest: str) -> Resource | None:

@@ -81,7 +81,7 @@ async def serve(
     stop = stop or asyncio.Event()
     sock = bind_socket(opts.host, opts.port)
     loop = asyncio.get_running_loop()
-    installed: list[int] = []
+    installed: list[signal.Signals] = []
     try:
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -131,7 +131,12 @@ class ServerThread:
                 self._ready.set()
 
             await serve(
-                self.app, self.opts, ready=ready, stop=self._stop, handle_signals=False, mode=self.mode
+                self.app,
+                self.opts,
+                ready=ready,
+                stop=self._stop,
+                handle_signals=False,
+                mode=self.mode,
             )
 
         try:

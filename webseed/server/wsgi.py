@@ -96,7 +96,9 @@ class WebseedMiddleware:
             range_policy=range_policy,
         )
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         raw = environ.get("PATH_INFO", "")
         if self.prefix:
             if raw != self.prefix and not raw.startswith(self.prefix + "/"):
@@ -146,5 +148,7 @@ class WebseedMiddleware:
 def _bad_path() -> Plan:
     body = b"bad path: not UTF-8\n"
     return Plan(
-        400, [("content-type", "text/plain; charset=utf-8"), ("content-length", str(len(body)))], body
+        400,
+        [("content-type", "text/plain; charset=utf-8"), ("content-length", str(len(body)))],
+        body,
     )

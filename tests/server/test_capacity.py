@@ -163,3 +163,14 @@ def test_policy_hears_what_was_served(bigrepo: Path) -> None:
         httpx.get(f"{url}/small.bin", headers={"Range": "bytes=0-99", "Webseed-Peer": "p1"})
         httpx.get(f"{url}/small.bin", headers={"Range": "bytes=0-9", "Webseed-Peer": "bad id!"})
     assert policy.served_log == [("p1", 100), ("", 10)]
+
+
+def test_parse_rate() -> None:
+    from webseed.commands.serve import _parse_rate
+
+    assert _parse_rate("0") == 0
+    assert _parse_rate("1000") == 1000
+    assert _parse_rate("500K") == 500 * 1024
+    assert _parse_rate("20M") == 20 * 1024 * 1024
+    assert _parse_rate("1GB/s") == 1024**3
+    assert _parse_rate("1.5m") == int(1.5 * 1024 * 1024)

@@ -150,18 +150,18 @@ def test_sigint_stops_cleanly(repo: Path) -> None:
 
 
 def test_usage_errors(tmp_path: Path) -> None:
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [WEBSEED, "serve", *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+    from typer.testing import CliRunner
 
-    assert run(str(tmp_path / "nope")).returncode == 2
-    assert run(str(tmp_path), "--tls-cert", "x.pem").returncode == 2
-    assert run(str(tmp_path), "--slots", "-1").returncode == 2
-    assert run(str(tmp_path), "--rate", "fast").returncode == 2
+    from webseed.cli import app
+
+    def code(*args: str) -> int:
+        return CliRunner().invoke(app, ["serve", *args]).exit_code
+
+    assert code(str(tmp_path / "nope")) == 2
+    assert code(str(tmp_path), "--tls-cert", "x.pem") == 2
+    assert code(str(tmp_path), "--slots", "-1") == 2
+    assert code(str(tmp_path), "--rate", "fast") == 2
+    assert code(str(tmp_path), "--rate", "-1") == 2
 
 
 def _self_signed(tmp: Path) -> tuple[Path, Path]:

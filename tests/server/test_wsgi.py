@@ -20,10 +20,6 @@ from tests.server.helpers import WK, parse_multipart, publish, rand, raw_request
 from webseed.server.standalone import ServerOptions, ServerThread
 from webseed.wsgi import WebseedMiddleware
 
-pytest.importorskip("flask", reason="Flask is a dev dependency of the WSGI example")
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-import wsgi_flask
-
 DATA = rand(1024 * 1024 + 333, seed=5)
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,16 +54,44 @@ def serve_wsgi(app: Any) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def flask_url(repo: Path) -> Iterator[str]:
+    pytest.importorskip("flask", reason="Flask (a dev dependency) runs the WSGI example")
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import wsgi_flask
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
     yield from serve_wsgi(wsgi_flask.build(str(repo)))
+
+
+def _inner(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"inner"]
+
+
+@pytest.fixture(scope="module")
+def wsgi_url(repo: Path) -> Iterator[str]:
+    """The middleware under /webseed in front of a plain WSGI app, on wsgiref threads."""
+    yield from serve_wsgi(WebseedMiddleware(_inner, repo, prefix="/webseed"))
+
+
+def test_wrapped_app_gets_the_rest(wsgi_url: str) -> None:
+    assert httpx.get(f"{wsgi_url}/").text == "inner"
+    assert httpx.get(f"{wsgi_url}/webseedish").text == "inner"
 
 
 def test_flask_keeps_its_routes(flask_url: str) -> None:
     assert httpx.get(f"{flask_url}/").json() == {"app": "example", "mirror": "/webseed/"}
     assert httpx.get(f"{flask_url}/elsewhere").status_code == 404  # Flask's own 404
+    r = httpx.get(f"{flask_url}/webseed/dist/pkg.whl", headers={"Range": "bytes=0-99,200-299"})
+    assert r.status_code == 206
+    assert [p[1] for p in parse_multipart(r.headers["content-type"], r.content)] == [
+        DATA[:100],
+        DATA[200:300],
+    ]
 
 
-def test_full_single_and_multipart(flask_url: str) -> None:
-    base = f"{flask_url}/webseed/dist/pkg.whl"
+def test_full_single_and_multipart(wsgi_url: str) -> None:
+    base = f"{wsgi_url}/webseed/dist/pkg.whl"
     full = httpx.get(base)
     assert full.status_code == 200 and full.content == DATA
     assert full.headers["etag"] == f'"{full.headers["webseed-manifest"]}"'
@@ -84,25 +108,25 @@ def test_full_single_and_multipart(flask_url: str) -> None:
     assert head.content == b""
 
 
-def test_bad_input(flask_url: str) -> None:
-    base = f"{flask_url}/webseed/dist/pkg.whl"
+def test_bad_input(wsgi_url: str) -> None:
+    base = f"{wsgi_url}/webseed/dist/pkg.whl"
     r = httpx.get(base, headers={"Range": "bytes=" + ",".join(f"{i}-{i}" for i in range(3000))})
     assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{len(DATA)}"
     assert (
-        status_of(raw_request(flask_url, b"GET /webseed/%2e%2e/%2e%2e/etc/passwd HTTP/1.0\r\n\r\n"))
+        status_of(raw_request(wsgi_url, b"GET /webseed/%2e%2e/%2e%2e/etc/passwd HTTP/1.0\r\n\r\n"))
         == 400
     )
-    assert status_of(raw_request(flask_url, b"GET /webseed/a%ff HTTP/1.0\r\n\r\n")) == 400
+    assert status_of(raw_request(wsgi_url, b"GET /webseed/a%ff HTTP/1.0\r\n\r\n")) == 400
     assert httpx.post(base).status_code == 405
-    assert httpx.get(f"{flask_url}/webseed/nope").status_code == 404
+    assert httpx.get(f"{wsgi_url}/webseed/nope").status_code == 404
     assert httpx.get(base, headers={"Range": "bytes=0-9"}).content == DATA[:10]
 
 
-def test_well_known_through_wsgi(flask_url: str) -> None:
-    digest = httpx.head(f"{flask_url}/webseed/dist/pkg.whl").headers["webseed-manifest"]
-    m = httpx.get(f"{flask_url}/webseed/{WK}/manifests/{digest}.json")
+def test_well_known_through_wsgi(wsgi_url: str) -> None:
+    digest = httpx.head(f"{wsgi_url}/webseed/dist/pkg.whl").headers["webseed-manifest"]
+    m = httpx.get(f"{wsgi_url}/webseed/{WK}/manifests/{digest}.json")
     assert m.status_code == 200 and m.json()["size"] == len(DATA)
-    stats = httpx.get(f"{flask_url}/webseed/{WK}/stats").json()
+    stats = httpx.get(f"{wsgi_url}/webseed/{WK}/stats").json()
     assert stats["per_artifact"]["dist/pkg.whl"] >= len(DATA)
 
 
@@ -143,6 +167,8 @@ def test_under_hypercorn_wsgi_mode(repo: Path) -> None:
     ("script", "prefix"), [("asgi_app.py", "/mirror"), ("wsgi_flask.py", "/webseed")]
 )
 def test_examples_run(repo: Path, script: str, prefix: str) -> None:
+    if script == "wsgi_flask.py":
+        pytest.importorskip("flask", reason="Flask (a dev dependency) runs the WSGI example")
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "examples" / script), str(repo)],
         stdout=subprocess.PIPE,

@@ -215,3 +215,15 @@ def test_tls_with_http2_alpn(repo: Path, tmp_path: Path) -> None:
         code = stop(proc)
     assert code == 0
     assert time.perf_counter() - started < 10
+
+
+def test_sigterm_during_a_download_exits_within_the_grace_time(repo: Path) -> None:
+    proc, url = start_serve(repo, "--rate", "256K")  # the 2 MiB answer would take ~7 s
+    with httpx.Client(timeout=20) as c, c.stream("GET", f"{url}/pool/main/x.deb") as r:
+        assert r.status_code == 200
+        next(r.iter_bytes())
+        start = time.perf_counter()
+        code = stop(proc)
+        elapsed = time.perf_counter() - start
+    assert code == 0
+    assert elapsed < 6, elapsed  # 3 s graceful time-out, then the answer is cut

@@ -55,7 +55,8 @@ def _refused(old: Path, patch: Path, dest: Path, exc: type[Exception]) -> None:
 def test_other_base(pair: tuple[Path, Path, Path], tmp_path: Path) -> None:
     old, _, patch = pair
     other = tmp_path / "other"
-    other.write_bytes(old.read_bytes()[:-1] + b"!")
+    data = old.read_bytes()
+    other.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # always differs in the last byte
     _refused(other, patch, tmp_path / "out", PatchBaseMismatchError)
     other.write_bytes(b"short")
     _refused(other, patch, tmp_path / "out", PatchBaseMismatchError)

@@ -11,9 +11,10 @@ import typer
 from webseed.commands._common import cli_errors
 from webseed.errors import KeyFileError, RepositoryIndexError
 from webseed.index.keys import RoleKeys
-from webseed.index.layout import ROLES
+from webseed.index.layout import PUBLISH_CACHE, ROLES, manifest_relpath
 from webseed.index.publisher import Publisher, PublishReport
 from webseed.integrity.keys import load_private_key
+from webseed.manifest import Manifest
 
 
 def parse_key_specs(specs: list[str], thresholds: list[str]) -> RoleKeys:
@@ -42,6 +43,28 @@ def publish_tree(
 ) -> PublishReport:
     """Library entry point for build tools: publish ``src`` into ``repo`` signed with ``keys``."""
     return Publisher(repo, keys).publish(src, mirrors=mirrors)
+
+
+def write_package_views(repo: Path, *, pypi: bool = True, apt: bool = True) -> dict[str, int]:
+    """Write the pip and apt views of ``repo`` from its manifests (no re-hashing)."""
+    from webseed.ecosystem.debian import DebFile, write_apt_metadata
+    from webseed.ecosystem.pypi import DistFile, write_simple_index
+
+    cache = json.loads((repo / PUBLISH_CACHE).read_bytes())
+    files = []
+    for path, record in sorted(cache.items()):
+        manifest = Manifest.parse(
+            (repo / manifest_relpath(record["manifest"])).read_bytes(),
+            expected_digest=record["manifest"],
+        )
+        files.append((path, manifest.digests["sha256"], manifest.size))
+    out = {"pypi_projects": 0, "apt_packages": 0}
+    if pypi:
+        out["pypi_projects"] = write_simple_index(repo, [DistFile(*f) for f in files])
+    if apt:
+        debs = [DebFile(*f) for f in files if f[0].endswith(".deb")]
+        out["apt_packages"] = write_apt_metadata(repo, debs)
+    return out
 
 
 def load_mirror_list(path: Path) -> list[dict[str, Any]]:
@@ -73,6 +96,10 @@ def publish(
         Path | None,
         typer.Option("--mirrors", help="JSON list of mirrors to sign into the index."),
     ] = None,
+    pypi: Annotated[
+        bool, typer.Option(help="Write a PEP 503/691 simple index of wheels and sdists.")
+    ] = True,
+    apt: Annotated[bool, typer.Option(help="Write dists/ (Packages, Release) for .debs.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
 ) -> None:
     """Publish SRC_DIR into REPO_DIR: manifests, artifacts and a new signed index version.
@@ -84,9 +111,13 @@ def publish(
         keys = parse_key_specs(key, threshold or [])
         mirror_list = load_mirror_list(mirrors) if mirrors else None
         report = publish_tree(src_dir, repo, keys, mirrors=mirror_list)
+        views = write_package_views(repo, pypi=pypi, apt=apt)
     if as_json:
-        typer.echo(json.dumps(report.__dict__, sort_keys=True))
+        typer.echo(json.dumps({**report.__dict__, **views}, sort_keys=True))
         return
+    for kind, count in views.items():
+        if count:
+            typer.echo(f"{kind.replace('_', ' ')}: {count}")
     typer.echo(
         f"index version {report.index_version}: {len(report.added)} added, "
         f"{len(report.changed)} changed, {len(report.removed)} removed, "

@@ -112,6 +112,14 @@ def _atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     os.replace(tmp, path)
 
 
+def _same_stamp(path: Path, stamp: list[int]) -> bool:
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return [st.st_size, st.st_mtime_ns] == stamp
+
+
 def _atomic_copy(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
@@ -236,9 +244,24 @@ class Publisher:
         for file, path in self._walk(src):
             st = file.stat()
             stamp = [st.st_size, st.st_mtime_ns]
-            cached = cache.get(path)
+            cached: dict[str, Any] = cache.get(path) or {}
             manifest: Manifest | None = None
-            if cached and cached.get("stamp") == stamp:
+            old = old_targets.get(path)
+            unchanged = cached.get("stamp") == stamp
+            if (
+                unchanged
+                and manifest_hook is None
+                and old is not None
+                and old.custom.get("manifest") == cached["manifest"]
+                and (self.repo / manifest_relpath(cached["manifest"])).exists()
+                and (in_place or _same_stamp(self.repo / path, stamp))
+            ):
+                # Fast path of a re-publish: same file, same signed entry, nothing to redo.
+                new_cache[path] = cached
+                new_targets[path] = old
+                report.unchanged.append(path)
+                continue
+            if unchanged:
                 mpath = self.repo / manifest_relpath(cached["manifest"])
                 if mpath.exists():
                     manifest = Manifest.parse(
@@ -256,8 +279,7 @@ class Publisher:
                 _atomic_write(mfile, manifest.encode(), durable=False)
             if not in_place:
                 dest = self.repo / path
-                dst = dest.stat() if dest.exists() else None
-                if dst is None or [dst.st_size, dst.st_mtime_ns] != stamp:
+                if not _same_stamp(dest, stamp):
                     _atomic_copy(file, dest)
             new_cache[path] = {"stamp": stamp, "manifest": digest}
             new_targets[path] = TargetFile(
@@ -273,7 +295,6 @@ class Publisher:
                     }
                 },
             )
-            old = old_targets.get(path)
             if old is None:
                 report.added.append(path)
             elif old.custom.get("manifest") != digest:

@@ -34,6 +34,10 @@ from geo.race import (
 )
 
 
+#: Floor of a probe's body time: a small probe on a fast link arrives "at once".
+MIN_BODY_SECONDS = 1e-3
+
+
 @dataclass
 class ProbeResult:
     """The outcome of one small range probe."""
@@ -45,10 +49,12 @@ class ProbeResult:
     nbytes: int = 0
     failure: Failure | None = None
     detail: str = ""
+    body_seconds: float = 0.0  # first body byte to last
 
     @property
     def rate(self) -> float | None:
-        return self.nbytes / self.seconds if self.ok and self.seconds > 0 else None
+        """Bytes/s of the body, or ``None`` for a failed probe."""
+        return self.nbytes / self.body_seconds if self.ok and self.body_seconds > 0 else None
 
 
 @dataclass
@@ -139,8 +145,15 @@ class MirrorFetcher:
                 async for chunk in stream.chunks():
                     body += chunk
                 check_body(bytes(body), length, expected_digest, algorithm)
+                done = time.perf_counter()
                 result = ProbeResult(
-                    mirror.url, True, stream.rtt, time.perf_counter() - t0, len(body)
+                    mirror.url,
+                    True,
+                    stream.rtt,
+                    done - t0,
+                    len(body),
+                    # Throughput from first byte to last: connection set-up is in rtt.
+                    body_seconds=max(done - stream.first_byte_at, MIN_BODY_SECONDS),
                 )
         except (CheckFailed, httpx.HTTPError) as exc:
             kind, detail = classify(exc)
@@ -150,7 +163,11 @@ class MirrorFetcher:
             self.policy.on_failure(mirror.url, kind, self.clock(), detail)
             return result
         self.policy.on_success(
-            mirror.url, self.clock(), rtt=result.rtt, nbytes=result.nbytes, seconds=result.seconds
+            mirror.url,
+            self.clock(),
+            rtt=result.rtt,
+            nbytes=result.nbytes,
+            seconds=result.body_seconds,
         )
         return result
 
@@ -199,11 +216,18 @@ class MirrorFetcher:
 
     # ------------------------------------------------------------------ fetching
 
-    def _record(self, failures: Sequence[AttemptFailure], report: dict[str, str]) -> None:
+    def _record(
+        self, failures: Sequence[AttemptFailure], report: dict[str, str], excluded: set[str]
+    ) -> None:
+        # Quick transport failures (refused, 5xx) are left to the health state, which
+        # takes a mirror DOWN after a few; one that served bad bytes or used up a whole
+        # race deadline is not asked again during this fetch.
         now = self.clock()
         for f in failures:
             self.policy.on_failure(f.mirror.url, f.kind, now, f.detail)
             report[f.mirror.url] = f"{f.kind.value}: {f.detail}"
+            if f.kind.is_content or f.kind is Failure.TIMEOUT:
+                excluded.add(f.mirror.url)
 
     async def fetch_range(
         self,
@@ -248,12 +272,9 @@ class MirrorFetcher:
                     failures=lost,
                 )
             except NoMirrorError:
-                self._record(lost, report)
-                excluded.update(f.mirror.url for f in lost)
-                excluded.update(m.url for m in candidates)
+                self._record(lost, report, excluded)
                 continue
-            self._record(lost, report)
-            excluded.update(f.mirror.url for f in lost)
+            self._record(lost, report, excluded)
             url = stream.mirror.url
             if first_byte is None:
                 first_byte = time.perf_counter() - t0
@@ -269,7 +290,8 @@ class MirrorFetcher:
                 kind, detail = classify(exc)
                 self.policy.on_failure(url, kind, self.clock(), detail)
                 report[url] = f"{kind.value}: {detail}"
-                excluded.add(url)
+                if kind.is_content or kind is Failure.SLOW:
+                    excluded.add(url)
                 if len(buf) > got_from:
                     served.append((url, start + got_from, start + len(buf)))
                 continue

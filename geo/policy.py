@@ -22,6 +22,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from geo.continents import continent_of
 from geo.health import Failure, HealthConfig, MirrorHealth, State
 from geo.mirror import Mirror
 from geo.proximity import Place, Proximity, merge_places, proximity
@@ -79,7 +80,12 @@ class MirrorPolicy:
         """Add (or update) a mirror; ``place`` is its GeoIP lookup, merged with what it declares."""
         declared = None
         if mirror.country is not None or mirror.lat is not None:
-            declared = Place(country=mirror.country, lat=mirror.lat, lon=mirror.lon)
+            declared = Place(
+                country=mirror.country,
+                continent=continent_of(mirror.country),
+                lat=mirror.lat,
+                lon=mirror.lon,
+            )
         self._mirrors[mirror.url] = mirror
         self._places[mirror.url] = merge_places(declared, place)
         self._health.setdefault(mirror.url, MirrorHealth(config=self.config.health))

@@ -29,8 +29,13 @@ def _city(place: dict[str, object]) -> dict[str, object]:
 
 def build_city_mmdb(path: Path) -> Path:
     """A GeoLite2-City-shaped database covering 127.0.0.0/8 and 198.18.0.0/15."""
-    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="Test-City",
-                        languages=["en"], description="webseed test geography")
+    writer = MMDBWriter(
+        ip_version=6,
+        ipv4_compatible=True,
+        database_type="Test-City",
+        languages=["en"],
+        description="webseed test geography",
+    )
     writer.insert_network(IPSet(["127.0.0.0/10"]), _city(FRANKFURT))
     writer.insert_network(IPSet(["127.64.0.0/10"]), _city(BERLIN))
     writer.insert_network(IPSet(["127.128.0.0/9"]), _city(NEW_YORK))

@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 PATH = "releases/data.bin"
 DATA = random.Random(20261124).randbytes(1024 * 1024)
+_FLIP = bytes(range(255, -1, -1))  # every byte inverted
 
 
 def free_refused_port(host: str = "127.0.0.1") -> int:
@@ -39,8 +40,12 @@ class MirrorServer:
     """One mirror: ``url`` is its repository root (ends with '/')."""
 
     def __init__(
-        self, mode: str = "good", host: str = "127.0.0.1", rate: float = 100_000.0,
-        die_after: int = 256 * 1024, data: bytes = DATA,
+        self,
+        mode: str = "good",
+        host: str = "127.0.0.1",
+        rate: float = 100_000.0,
+        die_after: int = 256 * 1024,
+        data: bytes = DATA,
     ) -> None:
         self.mode = mode
         self.rate = rate
@@ -74,8 +79,9 @@ class MirrorServer:
         if mode == "flaky" and self.requests % 2 == 1:
             return Response(b"busy", status_code=503)
         if mode == "html200":
-            return Response(b"<!DOCTYPE html><html><body>Mirror error</body></html>",
-                            media_type="text/html")
+            return Response(
+                b"<!DOCTYPE html><html><body>Mirror error</body></html>", media_type="text/html"
+            )
         if mode == "proxyonly" and "via" not in request.headers:
             return Response(b"forbidden", status_code=403)
         if request.url.path.lstrip("/") != PATH:
@@ -88,7 +94,7 @@ class MirrorServer:
             start, end = int(a), min(int(b), size - 1)
         body = self.data[start : end + 1]
         if mode == "wrong":
-            body = bytes(x ^ 0xFF for x in body)
+            body = body.translate(_FLIP)
         total = size + 1000 if mode == "wrongsize" else size
         headers = {
             "Content-Range": f"bytes {start}-{end}/{total}",
@@ -96,8 +102,10 @@ class MirrorServer:
             "Accept-Ranges": "bytes",
         }
         return StreamingResponse(
-            self._body(body), status_code=206 if rng else 200,
-            headers=headers, media_type="application/octet-stream",
+            self._body(body),
+            status_code=206 if rng else 200,
+            headers=headers,
+            media_type="application/octet-stream",
         )
 
     async def _body(self, body: bytes) -> AsyncIterator[bytes]:
@@ -110,10 +118,10 @@ class MirrorServer:
             if self.mode == "die" and sent >= self.die_after:
                 self.stop_soon()
                 await asyncio.sleep(3600)  # cancelled by the shutdown
-            if self.mode == "slow":
-                await asyncio.sleep(len(piece) / self.rate)
             sent += len(piece)
             yield piece
+            if self.mode == "slow":  # pace after each piece: the first byte is prompt
+                await asyncio.sleep(len(piece) / self.rate)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -138,7 +146,8 @@ class MirrorServer:
 
     def stop_soon(self) -> None:
         if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+            with contextlib.suppress(RuntimeError):  # already stopped: loop closed
+                self._loop.call_soon_threadsafe(self._stop.set)
 
     def stop(self) -> None:
         self.stop_soon()

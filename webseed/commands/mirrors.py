@@ -26,10 +26,10 @@ def _rank(
     import httpx
 
     from geo.discovery import parse_metalink, parse_mirror_list
-    from webseed.errors import WebseedError
     from geo.fetch import MirrorFetcher
     from geo.policy import MirrorPolicy
     from geo.proximity import open_locator
+    from webseed.errors import WebseedError
 
     try:
         if (list_file is None) == (metalink is None):

@@ -33,7 +33,6 @@ from geo.race import (
     race_first_byte,
 )
 
-
 #: Floor of a probe's body time: a small probe on a fast link arrives "at once".
 MIN_BODY_SECONDS = 1e-3
 

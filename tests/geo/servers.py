@@ -15,6 +15,7 @@ import contextlib
 import random
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator
 
 from hypercorn.asyncio import serve
@@ -46,12 +47,16 @@ class MirrorServer:
         rate: float = 100_000.0,
         die_after: int = 256 * 1024,
         data: bytes = DATA,
+        piece: int = 16 * 1024,
     ) -> None:
         self.mode = mode
+        self.piece = piece
         self.rate = rate
         self.die_after = die_after
         self.data = data
         self.requests = 0
+        self.first_body_sent: list[float] = []  # perf_counter() of each response's first piece
+        self.bytes_sent = 0
         self.host = host
         self._sock = socket.socket()
         self._sock.bind((host, 0))
@@ -109,7 +114,7 @@ class MirrorServer:
         )
 
     async def _body(self, body: bytes) -> AsyncIterator[bytes]:
-        step = 16 * 1024
+        step = self.piece
         sent = 0
         for i in range(0, len(body), step):
             piece = body[i : i + step]
@@ -118,7 +123,10 @@ class MirrorServer:
             if self.mode == "die" and sent >= self.die_after:
                 self.stop_soon()
                 await asyncio.sleep(3600)  # cancelled by the shutdown
+            if sent == 0:
+                self.first_body_sent.append(time.perf_counter())
             sent += len(piece)
+            self.bytes_sent += len(piece)
             yield piece
             if self.mode == "slow":  # pace after each piece: the first byte is prompt
                 await asyncio.sleep(len(piece) / self.rate)

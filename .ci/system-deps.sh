@@ -11,6 +11,7 @@ command -v xdelta3 >/dev/null || want+=(xdelta3)
 command -v zstd >/dev/null || want+=(zstd)
 command -v minisign >/dev/null || want+=(minisign)
 command -v ip >/dev/null || want+=(iproute2)
+command -v squid >/dev/null || [ -x /usr/sbin/squid ] || want+=(squid)  # geo: mirror behind a proxy
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "system-deps: not root, cannot install: ${want[*]} (tests needing them will skip)" >&2

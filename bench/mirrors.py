@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
-import os
 import platform
 import random
 import shutil
@@ -38,14 +36,13 @@ from typing import Any
 
 import httpx
 
+from bench._util import table, write_results
 from geo.discovery import parse_mirror_list
 from geo.fetch import MirrorFetcher
 from geo.policy import MirrorPolicy
 from geo.proximity import GeoLocator
 from tests.geo.conftest import build_city_mmdb
 from tests.geo.servers import PATH, MirrorServer, free_refused_port
-
-RESULTS = Path(__file__).parent / "results" / "mirrors.json"
 
 
 def _first_byte(servers: list[MirrorServer], since: float) -> float | None:
@@ -180,12 +177,12 @@ def selection_latency(n: int = 1000, repeat: int = 5) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mib", type=int, default=16)
     ap.add_argument("--slow-rate", type=float, default=2e6, help="slow mirror, bytes/s")
     ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     size = args.size_mib * 1024 * 1024
     data = random.Random(7).randbytes(size)
     digest = hashlib.sha256(data).hexdigest()
@@ -220,9 +217,7 @@ def main() -> None:
         for name in rows
     }
     doc = {
-        "bench": "mirrors",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "python": platform.python_version(),
         "setup": {
             "file_bytes": size,
             "mirrors": {
@@ -232,34 +227,43 @@ def main() -> None:
             },
             "list_order": ["dead", "slow", "good"],
             "repeat": args.repeat,
+            "first_byte": "server side: first body byte sent by any mirror after the client "
+            "started (client set-up included for all three)",
         },
         "summary": summary,
         "runs": rows,
         "selection_latency": sel,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
+    path = write_results("mirrors", doc)
 
-    def fmt(v: float | None, unit: str = "s") -> str:
-        return "-" if v is None else f"{v * 1000:.0f} ms" if unit == "ms" else f"{v:.2f} s"
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v * 1000:.0f} ms"
+
+    def sec(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f} s"
 
     print(
-        f"\n1 dead + 1 slow ({args.slow_rate / 1e6:.1f} MB/s) + 1 good mirror, "
-        f"{args.size_mib} MiB, median of {args.repeat}"
+        f"1 dead + 1 slow ({args.slow_rate / 1e6:.1f} MB/s) + 1 good mirror, "
+        f"{args.size_mib} MiB, list order dead/slow/good, median of {args.repeat}"
     )
-    print(f"{'client':<10} {'first byte':>12} {'total':>10} {'ok':>6}   (first byte: server side)")
-    for name, s in summary.items():
-        print(
-            f"{name:<10} {fmt(s['first_byte_s'], 'ms'):>12} {fmt(s['total_s']):>10} "
-            f"{s['ok_runs']}/{args.repeat:>2}"
+    print(
+        table(
+            ["client", "first byte", "total", "verified runs"],
+            [
+                [name, ms(v["first_byte_s"]), sec(v["total_s"]), f"{v['ok_runs']}/{args.repeat}"]
+                for name, v in summary.items()
+            ],
         )
+    )
     print(
         f"\nselection for {sel['mirrors']} mirrors: parse {sel['parse_ms']:.1f} ms, "
         f"GeoIP {sel['geoip_ms']:.1f} ms, rank {sel['rank_ms']:.1f} ms, "
         f"total {sel['total_ms']:.1f} ms"
     )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {path}")
+    failed = any(v["ok_runs"] == 0 for k, v in summary.items() if k == "webseed")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -196,6 +196,7 @@ def parse_metalink(data: bytes | str) -> list[MetalinkFile]:
                     country=location if location and len(location) == 2 else None,
                     priority=priority,
                     source="metalink",
+                    file_url=True,
                 )
             )
         files.append(MetalinkFile(name=name, size=size, hashes=hashes, mirrors=tuple(mirrors)))

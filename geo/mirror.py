@@ -1,8 +1,9 @@
 """The :class:`Mirror` record shared by every discovery source.
 
-A mirror is a plain HTTP(S) server holding the whole repository (``url`` ends
-with ``/``, artifacts are below it at their repository paths) or, from a
-Metalink file, one artifact (``url`` is the file itself). It is trusted for
+A mirror is a plain HTTP(S) server holding the whole repository (``url`` is its
+root and always ends with ``/``; artifacts are below it at their repository
+paths) or, from a Metalink file, one artifact (``file_url`` is true and ``url``
+is the file itself). It is trusted for
 bytes only, never for content: the engine verifies every chunk.
 """
 
@@ -31,18 +32,25 @@ class Mirror:
 
     url: str
     country: str | None = None
+    continent: str | None = None
     lat: float | None = None
     lon: float | None = None
     capacity: float | None = None
     protocols: tuple[str, ...] = ("http",)
     priority: int | None = None
     source: str = "list"
+    file_url: bool = False
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
         if parts.scheme not in ALLOWED_SCHEMES or not parts.hostname:
             raise MirrorListError(f"not an http(s) mirror URL: {self.url!r}")
+        if parts.query or parts.fragment:
+            raise MirrorListError(f"mirror URL with a query or fragment: {self.url!r}")
+        if not self.file_url and not self.url.endswith("/"):
+            # A repository root: the signed index stores it without the slash.
+            object.__setattr__(self, "url", self.url + "/")
         if self.source not in SOURCES:
             raise MirrorListError(f"unknown mirror source {self.source!r}")
         if self.country is not None:
@@ -67,14 +75,9 @@ class Mirror:
         assert host is not None  # checked in __post_init__
         return host
 
-    @property
-    def is_file_url(self) -> bool:
-        """True when ``url`` names one file (Metalink) rather than a repository root."""
-        return not self.url.endswith("/")
-
     def url_for(self, path: str) -> str:
         """The URL of repository ``path`` on this mirror (the file URL itself for Metalink)."""
-        if self.is_file_url:
+        if self.file_url:
             return self.url
         return self.url + quote(path.lstrip("/"), safe="/-._~")
 
@@ -82,9 +85,10 @@ class Mirror:
     def from_dict(cls, record: Mapping[str, Any], source: str = "index") -> Mirror:
         """Build from the dict form used by the signed index and peer announcements.
 
-        Keys: ``url`` (required), ``country``, ``lat``, ``lon``, ``capacity``,
-        ``protocols``, ``priority``. Unknown keys are ignored so that newer
-        publishers can add fields.
+        Keys: ``url`` (required, the repository root), ``country``,
+        ``continent``, ``lat``, ``lon`` (numbers or decimal strings, as the
+        signed index carries them), ``capacity``, ``protocols``, ``priority``.
+        Unknown keys are ignored so that newer publishers can add fields.
         """
         if not isinstance(record, Mapping):
             raise MirrorListError(f"mirror record must be an object, got {type(record).__name__}")
@@ -98,6 +102,7 @@ class Mirror:
             return cls(
                 url=url,
                 country=_opt_str(record.get("country")),
+                continent=_opt_str(record.get("continent")),
                 lat=_opt_float(record.get("lat")),
                 lon=_opt_float(record.get("lon")),
                 capacity=_opt_float(record.get("capacity")),

@@ -79,10 +79,10 @@ class MirrorPolicy:
     def add(self, mirror: Mirror, place: Place | None = None) -> None:
         """Add (or update) a mirror; ``place`` is its GeoIP lookup, merged with what it declares."""
         declared = None
-        if mirror.country is not None or mirror.lat is not None:
+        if mirror.country is not None or mirror.continent is not None or mirror.lat is not None:
             declared = Place(
                 country=mirror.country,
-                continent=continent_of(mirror.country),
+                continent=mirror.continent or continent_of(mirror.country),
                 lat=mirror.lat,
                 lon=mirror.lon,
             )

@@ -69,6 +69,7 @@ def test_text_list_with_comments_country_and_priority() -> None:
         "http://a.example/ what",
         "ftp://a.example/",
         "http:///nohost",
+        "http://a.example/?q=1",
         b"\xff\xfe",
         '[{"url": 5}]',
         '[{"url": "http://a/", "lat": 1}]',
@@ -99,7 +100,7 @@ def test_metalink_locations_priorities_and_hashes() -> None:
         ("https://mirror.example/releases/data.bin", None, 1),
     ]
     m = data.mirrors[0]
-    assert m.source == "metalink" and m.is_file_url
+    assert m.source == "metalink" and m.file_url
     assert m.url_for("anything") == m.url
 
 
@@ -143,10 +144,12 @@ def test_index_and_peer_records_and_merge_prefers_the_signed_index() -> None:
     index = mirrors_from_index(
         [
             {
-                "url": "https://m1.example/",
+                # As TrustedIndex.mirrors gives it: no trailing slash, signed decimal strings.
+                "url": "https://m1.example",
                 "country": "DE",
-                "lat": 50.1,
-                "lon": 8.7,
+                "continent": "EU",
+                "lat": "50.100000",
+                "lon": "8.700000",
                 "capacity": 125e6,
                 "protocols": ["http", "h2"],
                 "unknown-future-field": 1,
@@ -154,6 +157,8 @@ def test_index_and_peer_records_and_merge_prefers_the_signed_index() -> None:
         ]
     )
     assert index[0].source == "index" and index[0].protocols == ("http", "h2")
+    assert index[0].url == "https://m1.example/" and index[0].lat == 50.1
+    assert index[0].continent == "EU" and index[0].url_for("a/b.iso") == "https://m1.example/a/b.iso"
     peer = mirror_from_peer({"url": "https://m1.example/", "country": "US"})
     other = mirror_from_peer({"url": "http://p.example/"})
     listed = parse_mirror_list("https://m1.example/ FR")

@@ -11,9 +11,9 @@ data, ``rtt + reference_bytes / rate``. Before any measurement, ``rtt`` and
 ``rate`` are seeded from geography (distance → RTT) and the announced capacity;
 each measured value replaces its seed. So measured performance overrides
 geography whenever they disagree (mirrorbits #113: nearest is not fastest).
-Health gates the result: DOWN mirrors are left out until their back-off
-expires, DEGRADED ones are penalised, and a mirror that served bad bytes is
-kept away longest.
+Health gates the result: UP mirrors come first, then DEGRADED ones, then DOWN
+ones whose back-off has expired (probation); DOWN ones still backing off are
+left out, and a mirror that served bad bytes is kept away longest.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ class PolicyConfig:
     base_rtt: float = 0.005  # seconds: the floor of a seeded RTT
     rtt_per_km: float = 2.0e-5  # ~1 ms of round trip per 50 km of fibre path
     default_rate: float = 4.0e6  # bytes/s assumed for an unmeasured mirror
-    degraded_penalty: float = 3.0  # DEGRADED estimates are multiplied by this
     health: HealthConfig = field(default_factory=HealthConfig)
 
 
@@ -148,10 +147,8 @@ class MirrorPolicy:
             estimate = math.inf
         elif h.state is State.DOWN:
             reason = f"probation after {h.describe()}"
-            estimate *= cfg.degraded_penalty
         elif h.state is State.DEGRADED:
-            reason = f"{basis}, penalised: {h.describe()}"
-            estimate *= cfg.degraded_penalty
+            reason = f"{basis}, after healthy mirrors: {h.describe()}"
         else:
             reason = basis
         return Ranked(mirror, estimate, h.state, usable, prox, rtt, rate, measured, reason)
@@ -159,18 +156,20 @@ class MirrorPolicy:
     def rank(self, now: float) -> list[Ranked]:
         """Every mirror, best first; unusable ones last (``usable`` False, estimate inf).
 
-        Ties (e.g. nothing measured, no GeoIP) fall back to the declared
+        Health gates first: UP mirrors, then DEGRADED, then DOWN ones on
+        probation, then the unusable. Within a group, the estimate decides;
+        ties (e.g. nothing measured, no GeoIP) fall back to the declared
         priority, then to the order the mirrors were listed in.
         """
         ranked = [self._rank_one(url, now) for url in self._mirrors]
+        group = {State.UP: 0, State.DEGRADED: 1, State.DOWN: 2}
 
-        def key(r: Ranked) -> tuple[bool, bool, float, int, int]:
+        def key(r: Ranked) -> tuple[int, float, int, int]:
             prio = r.mirror.priority if r.mirror.priority is not None else 1 << 30
-            # Probation (DOWN but retry due) goes after every healthy mirror; estimates
-            # are rounded so float noise does not override the declared priority.
-            probation = r.state is State.DOWN
+            gate = group[r.state] if r.usable else 3
+            # Rounded so that float noise does not override the declared priority.
             estimate = round(r.estimate, 9)
-            return (not r.usable, probation, estimate, prio, self._order[r.mirror.url])
+            return (gate, estimate, prio, self._order[r.mirror.url])
 
         ranked.sort(key=key)
         return ranked

@@ -158,7 +158,9 @@ def test_index_and_peer_records_and_merge_prefers_the_signed_index() -> None:
     )
     assert index[0].source == "index" and index[0].protocols == ("http", "h2")
     assert index[0].url == "https://m1.example/" and index[0].lat == 50.1
-    assert index[0].continent == "EU" and index[0].url_for("a/b.iso") == "https://m1.example/a/b.iso"
+    assert (
+        index[0].continent == "EU" and index[0].url_for("a/b.iso") == "https://m1.example/a/b.iso"
+    )
     peer = mirror_from_peer({"url": "https://m1.example/", "country": "US"})
     other = mirror_from_peer({"url": "http://p.example/"})
     listed = parse_mirror_list("https://m1.example/ FR")

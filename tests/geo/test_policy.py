@@ -76,7 +76,7 @@ def test_health_gates_and_probation() -> None:
     # One failure: NEAR is still usable but penalised below both others.
     assert [r.mirror for r in ranked] == [MID, FAR, NEAR]
     assert ranked[2].state is State.DEGRADED and ranked[2].usable
-    assert "penalised" in ranked[2].reason
+    assert "after healthy mirrors" in ranked[2].reason
     policy.on_failure(NEAR.url, Failure.CONNECT, 1.0, "refused")
     ranked = policy.rank(1.0)
     assert ranked[-1].mirror == NEAR and not ranked[-1].usable and math.isinf(ranked[-1].estimate)

@@ -13,12 +13,13 @@ Needs root and iproute2; the tests skip with the reason otherwise.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import socket
 import subprocess
-import sys
-from pathlib import Path
+import threading
 
-ROOT = Path(__file__).resolve().parents[2]
+CLONE_NEWNET = 0x40000000
 
 
 def _ip(*args: str, ns: str | None = None) -> None:
@@ -27,7 +28,7 @@ def _ip(*args: str, ns: str | None = None) -> None:
 
 
 class MirrorNamespace:
-    """One namespace + veth + black-hole route; :meth:`serve` starts a mirror inside."""
+    """One namespace + veth + black-hole route; :meth:`listen` opens a socket inside."""
 
     def __init__(self, index: int, rate: str | None = None) -> None:
         tag = f"{os.getpid() % 100000}{index}"
@@ -36,7 +37,6 @@ class MirrorNamespace:
         octet = 100 + (os.getpid() + index) % 150
         self.host_ip, self.ns_ip = f"198.19.{octet}.1", f"198.19.{octet}.2"
         self.blackhole_ip = f"198.19.{octet}.9"
-        self._procs: list[subprocess.Popen[str]] = []
         _ip("netns", "add", self.name)
         try:
             _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
@@ -77,52 +77,41 @@ class MirrorNamespace:
             self.close()
             raise
 
-    def serve(self, mode: str = "good", size_mib: int = 0, seed: int = 7) -> str:
-        """Start a mirror inside the namespace; return its URL (reachable from the host)."""
-        proc = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                self.name,
-                sys.executable,
-                "-m",
-                "tests.geo.serve",
-                "--host",
-                self.ns_ip,
-                "--mode",
-                mode,
-                "--size-mib",
-                str(size_mib),
-                "--seed",
-                str(seed),
-            ],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self._procs.append(proc)
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # bounded: the child prints at once or dies
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"namespace mirror did not start: {line!r}")
-        return f"http://{self.ns_ip}:{int(line.split()[1])}/"
+    def listen(self) -> socket.socket:
+        """A listening TCP socket on the namespace's address, made from this process.
+
+        A helper thread enters the namespace (``setns`` changes only the calling
+        thread), creates and binds the socket, and ends; the socket stays in the
+        namespace and can be served from any thread of this process, so servers
+        in the namespace share this process's clock (server-side timing).
+        """
+        made: list[socket.socket | BaseException] = []
+
+        def enter_and_bind() -> None:
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                with open(f"/run/netns/{self.name}") as f:
+                    if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), "setns failed")
+                sock = socket.socket()
+                sock.bind((self.ns_ip, 0))
+                sock.listen(128)
+                made.append(sock)
+            except BaseException as exc:
+                made.append(exc)
+
+        thread = threading.Thread(target=enter_and_bind)
+        thread.start()
+        thread.join(10)
+        if not made or isinstance(made[0], BaseException):
+            raise RuntimeError(f"cannot listen in namespace {self.name}: {made}")
+        return made[0]
 
     @property
     def blackhole_url(self) -> str:
         return f"http://{self.blackhole_ip}:80/"
 
     def close(self) -> None:
-        for proc in self._procs:
-            if proc.stdin is not None:
-                proc.stdin.close()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        self._procs.clear()
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=10)
 
 

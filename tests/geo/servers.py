@@ -48,6 +48,7 @@ class MirrorServer:
         die_after: int = 256 * 1024,
         data: bytes = DATA,
         piece: int = 16 * 1024,
+        sock: socket.socket | None = None,
     ) -> None:
         self.mode = mode
         self.piece = piece
@@ -58,9 +59,11 @@ class MirrorServer:
         self.first_body_sent: list[float] = []  # perf_counter() of each response's first piece
         self.bytes_sent = 0
         self.host = host
-        self._sock = socket.socket()
-        self._sock.bind((host, 0))
-        self._sock.listen(128)
+        if sock is None:
+            sock = socket.socket()
+            sock.bind((host, 0))
+            sock.listen(128)
+        self._sock = sock
         self.port = int(self._sock.getsockname()[1])
         self.url = f"http://{host}:{self.port}/"
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -35,7 +35,11 @@ def shaped() -> Iterator[tuple[str, str]]:
         pytest.skip(reason)
     ns = MirrorNamespace(1, rate="8mbit")
     try:
-        yield ns.serve(), ns.blackhole_url
+        server = MirrorServer("good", host=ns.ns_ip, sock=ns.listen(), piece=64 * 1024)
+        try:
+            yield server.url, ns.blackhole_url
+        finally:
+            server.stop()
     finally:
         ns.close()
 

@@ -82,6 +82,7 @@ class MirrorFetcher:
         max_switches: int = 8,
         min_rate: float | None = None,
         slow_grace: float = 1.0,
+        sniff_html: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
@@ -93,6 +94,7 @@ class MirrorFetcher:
         self.max_switches = max_switches
         self.min_rate = min_rate  # bytes/s below which a transfer is abandoned after slow_grace
         self.slow_grace = slow_grace
+        self.sniff_html = sniff_html  # off when the artifacts themselves are HTML
         self.clock = clock
 
     # ------------------------------------------------------------------ placing
@@ -138,7 +140,14 @@ class MirrorFetcher:
         t0 = time.perf_counter()
         try:
             async with await open_range(
-                self.client, mirror, path, start, end, total_size=total_size, timeout=self.timeout
+                self.client,
+                mirror,
+                path,
+                start,
+                end,
+                total_size=total_size,
+                timeout=self.timeout,
+                sniff_html=self.sniff_html,
             ) as stream:
                 body = bytearray()
                 async for chunk in stream.chunks():
@@ -269,6 +278,7 @@ class MirrorFetcher:
                     timeout=self.timeout,
                     deadline=self.deadline,
                     failures=lost,
+                    sniff_html=self.sniff_html,
                 )
             except NoMirrorError:
                 self._record(lost, report, excluded)

@@ -111,10 +111,13 @@ async def open_range(
     *,
     total_size: int | None = None,
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    sniff_html: bool = True,
 ) -> MirrorStream:
     """GET bytes ``start..end`` (inclusive) of ``path`` from one mirror, up to its first bytes.
 
-    Raises :class:`CheckFailed` or an ``httpx`` error; see :func:`classify`.
+    ``sniff_html`` refuses a body that starts like an HTML page (turn it off for
+    artifacts that are HTML themselves). Raises :class:`CheckFailed` or an
+    ``httpx`` error; see :func:`classify`.
     """
     request = client.build_request(
         "GET",
@@ -134,7 +137,7 @@ async def open_range(
                 first = await body.__anext__()
             except StopAsyncIteration:
                 raise CheckFailed(Failure.TRUNCATED, "empty body") from None
-        if looks_like_html(first):
+        if sniff_html and looks_like_html(first):
             raise CheckFailed(Failure.HTML_PAGE, "body is an HTML page")
         return MirrorStream(mirror, response, body, first, length, started, time.perf_counter())
     except BaseException:
@@ -154,6 +157,7 @@ async def race_first_byte(
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     deadline: float = 10.0,
     failures: list[AttemptFailure] | None = None,
+    sniff_html: bool = True,
 ) -> MirrorStream:
     """Race ranged GETs to ``mirrors`` (best first); return the first to deliver bytes.
 
@@ -175,7 +179,16 @@ async def race_first_byte(
         mirror = mirrors[next_index]
         next_index += 1
         task = asyncio.create_task(
-            open_range(client, mirror, path, start, end, total_size=total_size, timeout=timeout)
+            open_range(
+                client,
+                mirror,
+                path,
+                start,
+                end,
+                total_size=total_size,
+                timeout=timeout,
+                sniff_html=sniff_html,
+            )
         )
         pending[task] = mirror
 

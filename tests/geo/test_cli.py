@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from tests.geo.servers import PATH, MirrorServer, free_refused_port
@@ -38,16 +39,14 @@ def test_rank_list_with_geoip_and_probes(
     assert text.output.index(near.url) < text.output.index(far.url)  # nearest first, unmeasured
 
 
-def test_rank_metalink_and_errors(tmp_path: Path, monkeypatch: object) -> None:
+def test_rank_metalink_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dead = f"http://127.0.0.1:{free_refused_port()}/data.bin"
     meta = tmp_path / "f.meta4"
     meta.write_text(
         '<metalink xmlns="urn:ietf:params:xml:ns:metalink"><file name="data.bin">'
         f'<url priority="1">{dead}</url></file></metalink>'
     )
-    import os
-
-    os.environ.pop("WEBSEED_GEOIP_DB", None)
+    monkeypatch.delenv("WEBSEED_GEOIP_DB", raising=False)
     result = runner.invoke(app, ["mirrors", "rank", "--metalink", str(meta)])
     # One mirror, refused: still usable (degraded) after one failure.
     assert result.exit_code == 0, result.output

@@ -286,3 +286,19 @@ def test_mirror_only_reachable_through_an_http_proxy(mirror_factory: Factory) ->
         assert policy.health(behind.url).state is State.UP
     finally:
         squid.stop()
+
+
+def test_html_sniffing_can_be_turned_off_for_html_artifacts(mirror_factory: Factory) -> None:
+    page = b"<!DOCTYPE html><html><body>" + b"x" * 4000 + b"</body></html>"
+    server = mirror_factory("good", data=page)
+    policy = MirrorPolicy([mirror(server)])
+
+    async def run(sniff: bool) -> FetchResult:
+        async with httpx.AsyncClient() as client:
+            fetcher = MirrorFetcher(client, policy, sniff_html=sniff, max_switches=1)
+            return await fetcher.fetch_range(PATH, 0, len(page) - 1, total_size=len(page))
+
+    with pytest.raises(NoMirrorError, match="html-page"):
+        asyncio.run(run(True))
+    policy = MirrorPolicy([mirror(server)])
+    assert asyncio.run(run(False)).data == page

@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 		$(PYTHON) -m pip install --quiet --user --break-system-packages uv
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
 	$(UV) pip install --quiet --python $(BIN)/python -e '.[all]' --group dev
+	@# The shipped GeoIP default (country-level DB-IP data, Apache-2.0). Its metadata pins an
+	@# old maxminddb that geoip2 5 cannot use; geo/ only reads its .mmdb file, so no deps.
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps 'python-geoacumen>=2024.6'
 	@touch $(STAMP)
 
 demo: $(STAMP)

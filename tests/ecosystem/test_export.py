@@ -201,8 +201,18 @@ def test_libtorrent_downloads_from_web_seeds(
     while time.monotonic() < deadline and not handle.status().is_seeding:
         time.sleep(0.1)
     assert handle.status().is_seeding, handle.status().state
-    got = (tmp_path / "bt" / "big-3.0.iso").read_bytes()
-    assert got == (repo / "releases" / "big-3.0.iso").read_bytes()
+    # Seeding means every piece passed libtorrent's hash check; its disk thread may still
+    # be writing the last blocks out, so read the file back once they have landed.
+    want = (repo / "releases" / "big-3.0.iso").read_bytes()
+    session.remove_torrent(handle)
+    deadline = time.monotonic() + 20
+    got = b""
+    while time.monotonic() < deadline:
+        got = (tmp_path / "bt" / "big-3.0.iso").read_bytes()
+        if got == want:
+            break
+        time.sleep(0.1)
+    assert got == want
 
 
 def test_local_root_key_errors(tmp_path: Path) -> None:

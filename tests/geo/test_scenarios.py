@@ -73,7 +73,8 @@ def test_race_reaches_first_byte_fast_past_dead_and_hanging_mirrors(
     assert winner == good.url
     assert lost == ["connect", "connect"]  # the hanging one was cancelled, not failed
     # dead: immediate; hang: one stagger (75 ms); dead: immediate; good: a few ms.
-    assert elapsed < 0.5, f"first byte after {elapsed:.3f}s"
+    # The requirement (issue 8) is under 1 s; loopback typically shows ~70 ms (bench.mirrors).
+    assert elapsed < 1.0, f"first byte after {elapsed:.3f}s"
 
 
 def test_all_sources_dead_gives_a_clear_error_quickly(mirror_factory: Factory) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -88,9 +86,7 @@ def test_many_ranges_cve_2011_3192() -> None:
     assert "more than 16" in refused("bytes=" + ",".join(f"{i}-{i}" for i in range(17)))
     assert len(ok("bytes=" + ",".join(f"{2 * i}-{2 * i}" for i in range(16)))) == 16
     # The Apache-killer header: thousands of overlapping ranges, refused by the length cap.
-    start = time.perf_counter()
     assert "over 1024" in refused("bytes=0-," + ",".join(f"5-{i}" for i in range(1300)))
-    assert time.perf_counter() - start < 0.01
 
 
 def test_overlap_piles_and_total() -> None:

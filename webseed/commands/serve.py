@@ -48,6 +48,9 @@ def register(app: typer.Typer) -> None:
         rate: Annotated[
             str, typer.Option(help="Upload rate limit in bytes/s, e.g. 20M (0 = none).")
         ] = "0",
+        log_json: Annotated[
+            bool, typer.Option("--log-json", help="One JSON access record per request on stderr.")
+        ] = False,
     ) -> None:
         """Serve REPO_DIR to peers and plain HTTP clients until SIGTERM/SIGINT."""
         from webseed.server.app import create_app
@@ -63,6 +66,10 @@ def register(app: typer.Typer) -> None:
         if slots < 0:
             typer.echo("error: --slots must be >= 0", err=True)
             raise typer.Exit(EXIT_USAGE)
+        if log_json:
+            from webseed.server.metrics import configure_json_logs
+
+            configure_json_logs(sys.stderr)
         app = create_app(repo_dir, store=store, slots=slots, rate=_parse_rate(rate))
         opts = ServerOptions(
             host=host,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -26,6 +27,8 @@ from starlette.types import Receive, Scope, Send
 
 from webseed.server.capacity import OverCapacity, RateLimiter, Requester, SlotPool, UploadPolicy
 from webseed.server.core import READ_SIZE, Peer, Plan
+from webseed.server.exports import export_target
+from webseed.server.metrics import MetricsMiddleware
 from webseed.server.pex import PexSource
 from webseed.server.ranges import DEFAULT_POLICY, RangePolicy
 from webseed.server.repo import Repository
@@ -163,7 +166,13 @@ def create_app(
     async def endpoint(request: Request) -> Response:
         headers = {k: v for k, v in request.headers.items()}
         path = "/" + request.path_params["path"]
-        plan = peer.plan(request.method, path, headers)
+        # The peer's own URL as this client reached it (mount prefix included), for exports.
+        base = f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}"
+        if export_target(path) is not None:
+            # A first .meta4 hashes the file once: not on the event loop.
+            plan = await anyio.to_thread.run_sync(peer.plan, request.method, path, headers, base)
+        else:
+            plan = peer.plan(request.method, path, headers, base)
         client = request.client.host if request.client else ""
         return PlanResponse(peer, plan, peer.requester(headers, client, path))
 
@@ -174,7 +183,8 @@ def create_app(
                 endpoint,
                 methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"],
             )
-        ]
+        ],
+        middleware=[Middleware(MetricsMiddleware, metrics=peer.metrics)],
     )
     app.state.peer = peer
     return app

@@ -19,6 +19,9 @@ from pathlib import Path
 
 from webseed.errors import UnsafePathError
 from webseed.server.capacity import RateLimiter, Requester, SlotPool
+from webseed.server.exports import Exports, export_target
+from webseed.server.metrics import CONTENT_TYPE as METRICS_TYPE
+from webseed.server.metrics import PeerMetrics
 from webseed.server.pex import MAX_ANNOUNCEMENTS, MemoryPexStore, PexSource
 from webseed.server.ranges import DEFAULT_POLICY, Outcome, RangePolicy, decide
 from webseed.server.repo import WELL_KNOWN, Repository, Resource
@@ -114,6 +117,8 @@ class Peer:
         self.pex: PexSource = pex if pex is not None else MemoryPexStore()
         self.stats = stats or Stats()
         self.range_policy = range_policy
+        self.metrics = PeerMetrics(self.pool)
+        self.exports = Exports(repo, self.pex)
         rate_block = self.limiter.block_size
         self.read_size = min(read_size, rate_block) if rate_block else read_size
 
@@ -121,15 +126,19 @@ class Peer:
         """Who is asking, for the upload policy and the stats."""
         return Requester(peer=peer_identity(headers), host=host, path=path)
 
-    def plan(self, method: str, path: str, headers: Mapping[str, str]) -> Plan:
-        """The answer to ``method path`` with (lower-cased) ``headers``; ``path`` is decoded."""
+    def plan(self, method: str, path: str, headers: Mapping[str, str], base: str = "") -> Plan:
+        """The answer to ``method path`` with (lower-cased) ``headers``; ``path`` is decoded.
+
+        ``base`` is the URL this peer was reached at (scheme, host, mount prefix),
+        listed as the first source of on-the-fly ``.meta4``/``.torrent`` exports.
+        """
         if method not in ("GET", "HEAD"):
             return _text(405, "method not allowed", [("allow", "GET, HEAD")])
-        plan = self._route(path, headers)
+        plan = self._route(path, headers, base)
         plan.head = method == "HEAD"
         return plan
 
-    def _route(self, path: str, headers: Mapping[str, str]) -> Plan:
+    def _route(self, path: str, headers: Mapping[str, str], base: str = "") -> Plan:
         if "\x00" in path:
             return _text(400, "path has a NUL byte")
         rel = path[1:] if path.startswith("/") else path
@@ -142,8 +151,28 @@ class Peer:
         except UnsafePathError as exc:
             return _text(400, f"bad path: {exc}")
         if resource is None:
-            return _text(404, "not found")
+            target = export_target(rel)
+            return self._export(*target, base) if target else _text(404, "not found")
         return self.serve(resource, headers)
+
+    def _export(self, path: str, suffix: str, base: str) -> Plan:
+        """``<path>.meta4`` / ``<path>.torrent`` of an artifact (see :mod:`.exports`)."""
+        try:
+            doc = self.exports.build(path, suffix, base)
+        except UnsafePathError as exc:
+            return _text(400, f"bad path: {exc}")
+        if doc is None:
+            return _text(404, "not found")
+        self.metrics.record_export("torrent" if suffix == ".torrent" else "metalink")
+        return Plan(
+            200,
+            [
+                ("content-type", doc.media_type),
+                ("content-length", str(len(doc.body))),
+                ("cache-control", "no-cache"),
+            ],
+            doc.body,
+        )
 
     def _well_known(self, rest: str, headers: Mapping[str, str]) -> Plan:
         kind, _, arg = rest.partition("/")
@@ -170,6 +199,17 @@ class Peer:
                 )
         elif kind == "pex" and not arg:
             return _json({"announcements": self.pex.announcements(MAX_ANNOUNCEMENTS)})
+        elif kind == "metrics" and not arg:
+            body = self.metrics.render()
+            return Plan(
+                200,
+                [
+                    ("content-type", METRICS_TYPE),
+                    ("content-length", str(len(body))),
+                    ("cache-control", "no-cache"),
+                ],
+                body,
+            )
         elif kind == "stats" and not arg:
             snap = self.stats.snapshot()
             snap["slots"] = {

@@ -180,6 +180,12 @@ class Repository:
                 self._targets, self._targets_key = {}, None
             return self._targets
 
+    @property
+    def targets_file(self) -> Path | None:
+        """The targets metadata file :meth:`targets` last read (None if there is none)."""
+        key = self._targets_key
+        return self.well_known / "metadata" / key[0] if key is not None else None
+
     def manifest_digest_for(self, path: str) -> str | None:
         """The manifest digest the index lists for ``path``, if any."""
         entry = self.targets().get(path)

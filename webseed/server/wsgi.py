@@ -113,7 +113,13 @@ class WebseedMiddleware:
             k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")
         }
         method = environ.get("REQUEST_METHOD", "GET").upper()
-        plan = self.peer.plan(method, path or "/", headers)
+        base = "{}://{}{}{}".format(
+            environ.get("wsgi.url_scheme", "http"),
+            environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
+            environ.get("SCRIPT_NAME", ""),
+            self.prefix,
+        )
+        plan = self.peer.plan(method, path or "/", headers, base)
         if not self.prefix and plan.status == 404:
             return self.app(environ, start_response)
         if plan.upload is None or plan.head:

@@ -131,9 +131,12 @@ class PeerMetrics:
     # -- what the server counts ----------------------------------------------------------
 
     def answered(self, status: int, kind: str, nbytes: int, *, ranged: bool) -> None:
-        """One answer: ``status``, ``nbytes`` of body of ``kind``; ``ranged`` if it had Range."""
+        """One answer: ``status``, ``nbytes`` of body of ``kind``; ``ranged`` if it had Range.
+
+        Only successful (2xx) bodies count as served bytes; error texts do not.
+        """
         self.requests.labels(str(status)).inc()
-        if nbytes:
+        if nbytes and 200 <= status < 300:
             self.bytes_served.labels(kind if kind in KINDS else "api").inc(nbytes)
         if ranged:
             self.range_requests.inc()
@@ -266,3 +269,49 @@ def configure_json_logs(stream: Any = None) -> logging.Handler:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return handler
+
+
+class WsgiCount:
+    """Counts one WSGI answer of the peer (the WSGI form of :class:`MetricsMiddleware`).
+
+    Pass :meth:`start_response` to the peer; :meth:`wrap` its body. The count is
+    taken when the server closes the body, so it is what was sent.
+    """
+
+    def __init__(self, metrics: PeerMetrics, environ: dict[str, Any], start_response: Any) -> None:
+        self.metrics = metrics
+        self.path = str(environ.get("PATH_INFO", ""))
+        self.ranged = "HTTP_RANGE" in environ
+        self._start_response = start_response
+        self.status = 0
+        self.sent = 0
+        self._body: Any = None
+        self._done = False
+
+    def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
+        """Remember the status code, then start the answer."""
+        self.status = int(status.split(" ", 1)[0])
+        return self._start_response(status, headers, exc_info)
+
+    def wrap(self, body: Any) -> WsgiCount:
+        """This object as the body: iterates ``body``, counts it, closes it."""
+        self._body = body
+        return self
+
+    def __iter__(self) -> Iterator[bytes]:
+        for data in self._body:
+            self.sent += len(data)
+            yield data
+
+    def close(self) -> None:
+        """Close the wrapped body and count the answer (once)."""
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if not self._done:
+                self._done = True
+                self.metrics.answered(
+                    self.status, kind_of(self.path), self.sent, ranged=self.ranged
+                )

@@ -19,6 +19,7 @@ from typing import Any
 
 from webseed.server.capacity import RateLimiter, SlotPool, UploadPolicy
 from webseed.server.core import Peer, Plan, peer_identity
+from webseed.server.metrics import WsgiCount
 from webseed.server.pex import PexSource
 from webseed.server.ranges import DEFAULT_POLICY, RangePolicy
 from webseed.server.repo import Repository
@@ -99,10 +100,21 @@ class WebseedMiddleware:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
+        count = WsgiCount(self.peer.metrics, environ, start_response)
+        result = self._answer(environ, count.start_response, start_response)
+        # Answers of the wrapped app (no status seen by the counter) are not the peer's.
+        return count.wrap(result) if count.status else result
+
+    def _answer(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        app_start_response: Callable[..., Any],
+    ) -> Iterable[bytes]:
         raw = environ.get("PATH_INFO", "")
         if self.prefix:
             if raw != self.prefix and not raw.startswith(self.prefix + "/"):
-                return self.app(environ, start_response)
+                return self.app(environ, app_start_response)
             raw = raw[len(self.prefix) :]
         try:
             # PEP 3333: PATH_INFO carries the URL's bytes as latin-1; paths are UTF-8.
@@ -121,7 +133,7 @@ class WebseedMiddleware:
         )
         plan = self.peer.plan(method, path or "/", headers, base)
         if not self.prefix and plan.status == 404:
-            return self.app(environ, start_response)
+            return self.app(environ, app_start_response)
         if plan.upload is None or plan.head:
             return self._finish(start_response, plan)
         peer = self.peer

@@ -291,6 +291,8 @@ class WsgiCount:
     def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
         """Remember the status code, then start the answer."""
         self.status = int(status.split(" ", 1)[0])
+        if exc_info is None:  # as the peer called it: two arguments
+            return self._start_response(status, headers)
         return self._start_response(status, headers, exc_info)
 
     def wrap(self, body: Any) -> WsgiCount:

@@ -13,7 +13,7 @@ import mimetypes
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from webseed.server.pex import MAX_ANNOUNCEMENTS, MemoryPexStore, PexSource
 from webseed.server.ranges import DEFAULT_POLICY, Outcome, RangePolicy, decide
 from webseed.server.repo import WELL_KNOWN, Repository, Resource
 from webseed.server.stats import Stats
+from webseed.server.views import directory_index
 
 #: Header a peer sends to identify itself (for stats and the upload policy).
 PEER_HEADER = "webseed-peer"
@@ -146,6 +147,9 @@ class Peer:
             return _text(404, "not found")
         if rel.startswith(WELL_KNOWN + "/"):
             return self._well_known(rel[len(WELL_KNOWN) + 1 :], headers)
+        index = directory_index(rel, headers.get("accept", ""))
+        if index is not None:
+            return self._directory(index[0], index[1], headers)
         try:
             resource = self.repo.artifact(rel)
         except UnsafePathError as exc:
@@ -154,6 +158,21 @@ class Peer:
             target = export_target(rel)
             return self._export(*target, base) if target else _text(404, "not found")
         return self.serve(resource, headers)
+
+    def _directory(self, index: str, ctype: str | None, headers: Mapping[str, str]) -> Plan:
+        """A directory URL of a package view: its index page (see :mod:`.views`)."""
+        try:
+            resource = self.repo.artifact(index)
+        except UnsafePathError as exc:
+            return _text(400, f"bad path: {exc}")
+        if resource is None:
+            return _text(404, "not found")
+        if ctype is not None:
+            resource = replace(resource, content_type=ctype)
+        plan = self.serve(resource, headers)
+        if index.startswith("simple/"):
+            plan.headers.append(("vary", "accept"))
+        return plan
 
     def _export(self, path: str, suffix: str, base: str) -> Plan:
         """``<path>.meta4`` / ``<path>.torrent`` of an artifact (see :mod:`.exports`)."""

@@ -166,13 +166,15 @@ def create_app(
     async def endpoint(request: Request) -> Response:
         headers = {k: v for k, v in request.headers.items()}
         path = "/" + request.path_params["path"]
-        # The peer's own URL as this client reached it (mount prefix included), for exports.
-        base = f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}"
         if export_target(path) is not None:
-            # A first .meta4 hashes the file once: not on the event loop.
+            # Exports list the peer's own URL as this client reached it (mount prefix
+            # included); a first .meta4 hashes the file once, so not on the event loop.
+            base = (
+                f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}"
+            )
             plan = await anyio.to_thread.run_sync(peer.plan, request.method, path, headers, base)
         else:
-            plan = peer.plan(request.method, path, headers, base)
+            plan = peer.plan(request.method, path, headers)
         client = request.client.host if request.client else ""
         return PlanResponse(peer, plan, peer.requester(headers, client, path))
 

@@ -345,3 +345,13 @@ def test_serve_command_saves_state_on_sigterm(repo: Path, tmp_path: Path) -> Non
     seen = report(state, time.time())
     assert seen["peer_id"] and seen["ledger"]["peers"] == 1
     assert seen["recognition"]["artifacts"]["rel/small.bin"]["served"] == len(SMALL)
+
+
+def test_signed_over_http2(repo: Path, inc: PeerIncentives) -> None:
+    me = PeerIdentity.generate()
+    with running(create_app(repo, incentives=inc)) as url:
+        with httpx.Client(http1=False, http2=True, auth=PeerAuth(me)) as c:
+            r = c.get(f"{url}/rel/a.bin", headers={"Range": "bytes=0-9"})
+        stats = httpx.get(f"{url}/{WK}/stats").json()
+    assert r.http_version == "HTTP/2"  # Hypercorn maps :authority to Host, which is signed
+    assert stats["per_peer"] == {me.peer_id: 10}

@@ -24,6 +24,9 @@ from .priority import SlotPolicy
 from .receipts import ReceiptBook, contribution
 from .recognition import Recognition
 
+#: Bytes (decayed) an identity may take before, having given nothing, it counts as a debtor.
+BOOTSTRAP_ALLOWANCE = 64 * 1024 * 1024
+
 
 class RequesterLike(Protocol):
     """What the adapter reads from the server's requester object."""
@@ -46,8 +49,10 @@ class IncentiveUploadPolicy:
         recognition: Recognition | None = None,
         slots: SlotPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        bootstrap_allowance: int = BOOTSTRAP_ALLOWANCE,
     ) -> None:
         self.ledger = ledger
+        self.bootstrap_allowance = bootstrap_allowance
         self.book = book
         self.recognition = recognition
         self.slots = slots or SlotPolicy()
@@ -56,10 +61,11 @@ class IncentiveUploadPolicy:
     def rank(self, requester: RequesterLike) -> float:
         """Larger is served first: contributors by credit, some newcomers optimistically."""
         now = self.clock()
-        credit = (
-            contribution(self.ledger, self.book, requester.peer, now) if requester.peer else 0.0
-        )
-        return self.slots.score(requester.peer, credit, now)
+        peer = requester.peer
+        credit = contribution(self.ledger, self.book, peer, now) if peer else 0.0
+        if peer and credit <= 0 and self.ledger.totals(peer, now).up > self.bootstrap_allowance:
+            credit = -1.0  # a debtor: had its start, gave nothing back; spare capacity only
+        return self.slots.score(peer, credit, now)
 
     def served(self, requester: RequesterLike, nbytes: int) -> None:
         """Account ``nbytes`` uploaded to ``requester`` for ``requester.path``."""

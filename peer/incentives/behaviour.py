@@ -59,6 +59,15 @@ class Params:
     half_life: float = 7 * DAY  # credit decay, as the ledger
     optimistic_share: float = 0.05
     downloader_upload: float = 0.5  # share of user_up a downloader offers while downloading
+    # A requester that took more than this (MB, decayed) and never uploaded anything is a
+    # debtor: no optimistic share, spare capacity only (as the server's 64 MiB allowance).
+    bootstrap_allowance: float = 64.0
+    # Worst case for the debtor rule: free riders mint a fresh identity whenever in debt,
+    # so they always look like strangers.
+    whitewash: bool = False
+    # What PropShare weighs by: "net" = decayed uploaded minus downloaded, positive part
+    # (a download spends the credit); "gross" = decayed MB uploaded (an ablation: see docs).
+    credit: str = "net"
 
 
 @dataclass
@@ -71,6 +80,17 @@ class _User:
     credit: float = 0.0
     credit_stamp: float = 0.0
     seeded_last: bool = False
+    # Decayed MB uploaded (gross, never reduced by downloading): what the server's
+    # ledger calls a peer's credit and what PropShare weighs by.
+    given: float = 0.0
+    given_stamp: float = 0.0
+
+    def given_at(self, now: float, half_life: float) -> float:
+        return self.given * math.exp2(-(now - self.given_stamp) / half_life)
+
+    def add_given(self, mb: float, now: float, half_life: float) -> None:
+        self.given = self.given_at(now, half_life) + mb
+        self.given_stamp = now
 
     def balance_at(self, now: float, half_life: float) -> float:
         return self.credit * math.exp2(-(now - self.credit_stamp) / half_life)
@@ -107,6 +127,8 @@ class Outcome:
     contributor_downloads: int
     free_rider_downloads: int
     timeline: list[tuple[float, float]] = field(default_factory=list)
+    contributor_times: list[float] = field(default_factory=list)
+    free_rider_times: list[float] = field(default_factory=list)
 
     @property
     def speedup(self) -> float:
@@ -142,6 +164,7 @@ def simulate(params: Params, *, incentives: bool, seed: int = 1) -> Outcome:
     fr_ref: dict[tuple[Any, ...], float] = {}  # per release and class: mean download time
     origin_mb = total_mb = 0.0
     timeline: list[tuple[float, float]] = []
+    seed_until: dict[tuple[int, int], float] = {}
     end = (p.releases - 1) * p.release_interval + p.tail
     now, nxt = 0.0, 0
     while now < end:
@@ -174,7 +197,7 @@ def simulate(params: Params, *, incentives: bool, seed: int = 1) -> Outcome:
             }
             if incentives:
                 credit = {
-                    str(i): users[d.user].credit_at(now, p.half_life) for i, d in enumerate(downs)
+                    str(i): _signed_credit(users[d.user], now, p) for i, d in enumerate(downs)
                 }
             else:
                 credit = {}
@@ -183,6 +206,7 @@ def simulate(params: Params, *, incentives: bool, seed: int = 1) -> Outcome:
             if served > 0:  # uploaders earn credit in proportion to what they offered
                 for u, cap in offer.items():
                     users[u].add_credit(served * p.dt * cap / capacity, now, p.half_life)
+                    users[u].add_given(served * p.dt * cap / capacity, now, p.half_life)
             for i, d in enumerate(downs):
                 key = id(d)
                 got[key] = alloc[str(i)]
@@ -198,14 +222,23 @@ def simulate(params: Params, *, incentives: bool, seed: int = 1) -> Outcome:
             total_mb += (got[id(d)] + from_origin) * p.dt
             d.got += (got[id(d)] + from_origin) * p.dt
             if d.got >= p.size - 1e-6:
-                _complete(d, now + p.dt, users, seeding, done, seed_durations, fr_ref, rng, p)
+                _complete(
+                    d, now + p.dt, users, seeding, done, seed_durations, fr_ref, rng, p, seed_until
+                )
             else:
                 still.append(d)
         active = still
         now += p.dt
-        n_seeding = sum(len(s) for s in seeding.values())
-        if int(now) % int(6 * HOUR) < p.dt:
-            timeline.append((now / DAY, n_seeding / p.users))
+    # Fraction of users seeding at least one release, every 3 h of virtual time.
+    sessions: dict[int, list[tuple[float, float]]] = {}
+    for d, t in done:
+        until = seed_until.get((d.user, d.release), t)
+        if until > t:
+            sessions.setdefault(d.user, []).append((t, until))
+    for k in range(int(end // (3 * HOUR)) + 1):
+        at = k * 3 * HOUR
+        on = sum(1 for ss in sessions.values() if any(a <= at < b for a, b in ss))
+        timeline.append((at / DAY, on / p.users))
     counted = [(d, t) for d, t in done if d.release >= p.warmup]
     contrib = [t - d.start for d, t in counted if d.contributor]
     free = [t - d.start for d, t in counted if not d.contributor]
@@ -225,7 +258,24 @@ def simulate(params: Params, *, incentives: bool, seed: int = 1) -> Outcome:
         contributor_downloads=len(contrib),
         free_rider_downloads=len(free),
         timeline=timeline,
+        contributor_times=contrib,
+        free_rider_times=free,
     )
+
+
+def _signed_credit(user: _User, now: float, p: Params) -> float:
+    """What the swarm's SlotPolicy sees: credit, 0 for a stranger, -1 for a debtor."""
+    balance = user.balance_at(now, p.half_life)
+    credit = user.given_at(now, p.half_life) if p.credit == "gross" else max(0.0, balance)
+    if credit > 1e-9:
+        return credit
+    if (
+        balance < -p.bootstrap_allowance
+        and user.given_at(now, p.half_life) <= 1e-9
+        and not p.whitewash
+    ):
+        return -1.0  # took more than the allowance and never gave anything (as the server)
+    return 0.0
 
 
 def _complete(
@@ -238,6 +288,7 @@ def _complete(
     fr_ref: dict[tuple[Any, ...], float],
     rng: random.Random,
     p: Params,
+    seed_until: dict[tuple[int, int], float],
 ) -> None:
     """A download finished: the user learns what seeding earned, then decides to seed."""
     user = users[d.user]
@@ -270,6 +321,7 @@ def _complete(
         seed_durations.append(duration)
     if duration > 0:
         seeding.setdefault(d.release, {})[d.user] = t + duration
+        seed_until[(d.user, d.release)] = t + duration
 
 
 def run_scenario(params: Params | None = None, seed: int = 1) -> dict[str, Any]:

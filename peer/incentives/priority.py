@@ -16,6 +16,15 @@ Two faces of the same rules:
 
 The caller passes ``now`` and the credits; the policy keeps only a small,
 decaying history of its own grants so that proportional sharing holds over time.
+
+Credit is signed: ``> 0`` a contributor (bytes it gave us, decayed); ``0`` (or
+absent) a *stranger*; ``< 0`` a *debtor*: a requester that has already taken
+more than a bootstrap allowance from us and given nothing back. Optimistic
+slots exist so that strangers can start (as BitTorrent's optimistic unchoke);
+a debtor has had its start, so it is served only from spare capacity. A
+debtor can shed its debt by minting a new identity (whitewashing); that makes
+it a stranger again, competing for the optimistic share only: the
+contributors' share is the same either way.
 """
 
 from __future__ import annotations
@@ -39,13 +48,15 @@ def waterfill(
 ) -> dict[str, float]:
     """Split ``capacity`` by ``weight``, never above ``demand``; redistribute the excess."""
     alloc = dict.fromkeys(demand, 0.0)
-    active = {p for p in demand if demand[p] > 0 and weight.get(p, 0.0) > 0}
+    # A list, not a set: iteration order must not depend on string hashing, or float
+    # sums (and so seeded simulations) differ from one process to the next.
+    active = [p for p in demand if demand[p] > 0 and weight.get(p, 0.0) > 0]
     left = capacity
     for _ in range(len(active) + 1):  # each round saturates at least one peer or ends
         if left <= 1e-12 or not active:
             break
         total = sum(weight[p] for p in active)
-        saturated = set()
+        saturated: set[str] = set()
         spent = 0.0
         for p in active:
             give = left * weight[p] / total
@@ -58,7 +69,7 @@ def waterfill(
         left -= spent
         if not saturated:
             break
-        active -= saturated
+        active = [p for p in active if p not in saturated]
     return alloc
 
 
@@ -96,11 +107,13 @@ class SlotPolicy:
             if not queue:
                 break
             contributors = [w for w in queue if w.peer and credit.get(w.peer, 0.0) > 0]
-            others = [w for w in queue if not (w.peer and credit.get(w.peer, 0.0) > 0)]
-            self._optimistic_debt += self.optimistic_share
-            if others and (self._optimistic_debt >= 1.0 or not contributors):
-                pick = others[0]  # oldest newcomer / free rider
+            strangers = [w for w in queue if credit.get(w.peer, 0.0) == 0 or not w.peer]
+            self._optimistic_debt = min(1.0, self._optimistic_debt + self.optimistic_share)
+            if strangers and (self._optimistic_debt >= 1.0 or not contributors):
+                pick = strangers[0]  # oldest newcomer / free rider
                 self._optimistic_debt = max(0.0, self._optimistic_debt - 1.0)
+            elif not contributors:
+                pick = queue[0]  # only debtors wait: serve them (work conserving)
             else:
                 # Proportional share: the contributor furthest below its share goes next.
                 def lag(w: Waiting) -> tuple[float, float]:
@@ -117,13 +130,14 @@ class SlotPolicy:
     ) -> dict[str, float]:
         """Split an upload rate among peers wanting at most ``demand[peer]`` each."""
         contrib = {p: d for p, d in demand.items() if credit.get(p, 0.0) > 0}
-        newbies = {p: d for p, d in demand.items() if p not in contrib}
+        newbies = {p: d for p, d in demand.items() if credit.get(p, 0.0) == 0}
         reserve = capacity * self.optimistic_share if contrib else capacity
-        alloc = waterfill(reserve if newbies else 0.0, newbies, dict.fromkeys(newbies, 1.0))
+        alloc = dict.fromkeys(demand, 0.0)
+        alloc.update(waterfill(reserve if newbies else 0.0, newbies, dict.fromkeys(newbies, 1.0)))
         used = sum(alloc.values())
         prop = waterfill(capacity - used, contrib, {p: credit[p] for p in contrib})
         alloc.update(prop)
-        # Work conservation: spare rate goes to anyone still below demand, equally.
+        # Work conservation: spare rate goes to anyone still below demand (debtors too), equally.
         spare = capacity - sum(alloc.values())
         if spare > 1e-9:
             room = {p: demand[p] - alloc[p] for p in demand}
@@ -137,13 +151,16 @@ class SlotPolicy:
 
         Contributors rank ``credit / (1 + recent grants)``, so a big
         contributor goes first but each slot it gets lowers its next rank:
-        over time slots follow credit (PropShare). Requesters without credit
-        rank 0, except that every ``1/optimistic_share``-th of them gets an
-        optimistic rank above everyone (``inf``) so newcomers can start.
+        over time slots follow credit (PropShare). Strangers rank 0, except
+        that every ``1/optimistic_share``-th of them gets an optimistic rank
+        above everyone (``inf``) so newcomers can start. Debtors rank -1:
+        served when nobody else waits.
         """
         self._decay(now)
         if peer and credit > 0:
             return credit / (1.0 + self._granted.get(peer, 0.0))
+        if credit < 0:
+            return -1.0
         self._optimistic_debt += self.optimistic_share
         if self._optimistic_debt >= 1.0:
             self._optimistic_debt -= 1.0

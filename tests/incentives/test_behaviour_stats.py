@@ -73,3 +73,22 @@ def test_stats_command(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
     assert default_state_dir() == tmp_path / "xdg" / "webseed"
     assert runner.invoke(app, ["stats"]).exit_code == 0
+
+
+def test_signed_credit_and_ablations():
+    from peer.incentives.behaviour import _signed_credit, _User, simulate
+
+    p = Params()
+    taker = _User(0.1, 0.5)
+    taker.add_credit(-500.0, 0.0, p.half_life)  # took 500 MB, never uploaded
+    assert _signed_credit(taker, 0.0, p) == -1.0
+    assert _signed_credit(taker, 0.0, Params(whitewash=True)) == 0.0
+    giver = _User(0.1, 0.5)
+    giver.add_given(10.0, 0.0, p.half_life)
+    giver.add_credit(-500.0, 0.0, p.half_life)
+    assert _signed_credit(giver, 0.0, p) == 0.0  # in net debt but not a pure taker
+    assert _signed_credit(giver, 0.0, Params(credit="gross")) == pytest.approx(10.0)
+    small = Params(users=40, releases=3, tail=86400.0, credit="gross")
+    out = simulate(small, incentives=True, seed=2)
+    assert out.free_rider_completed == 1.0 and out.contributor_times + out.free_rider_times
+    assert simulate(small, incentives=True, seed=2).speedup == out.speedup  # reproducible

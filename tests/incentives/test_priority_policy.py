@@ -189,3 +189,33 @@ def test_signed_summary_verifies_and_counts_only_good_receipts():
     ):
         with pytest.raises(SignatureError):
             verify_summary(bad, NOW)
+
+
+def test_debtors_get_spare_capacity_only():
+    pol = SlotPolicy(optimistic_share=0.5)
+    demand = {"c": 100.0, "new": 100.0, "debtor": 100.0}
+    alloc = pol.allocate(40, demand, {"c": 5.0, "debtor": -1.0})
+    assert alloc["new"] == pytest.approx(20) and alloc["c"] == pytest.approx(20)
+    assert alloc["debtor"] == 0.0
+    # Work conserving: what the others leave goes to the debtor.
+    spare = pol.allocate(40, {"c": 5.0, "new": 5.0, "debtor": 100.0}, {"c": 5.0, "debtor": -1.0})
+    assert spare["debtor"] == pytest.approx(30)
+    # Discrete slots: the optimistic slot goes to the stranger, the debtor waits.
+    waiting = [Waiting("d", "debtor", NOW), Waiting("s", "stranger", NOW + 1)]
+    waiting.append(Waiting("c", "c", NOW + 2))
+    got = pol.choose(waiting, NOW + 3, free=2, credit={"c": 5.0, "debtor": -1.0})
+    assert [w.peer for w in got] == ["c", "stranger"]
+    assert pol.choose(waiting[:1], NOW + 4, free=1, credit={"debtor": -1.0})[0].peer == "debtor"
+    assert pol.score("debtor", -1.0, NOW) == -1.0
+
+
+def test_adapter_marks_debtors():
+    led = Ledger()
+    pol = IncentiveUploadPolicy(
+        led, slots=SlotPolicy(optimistic_share=0.0), clock=lambda: NOW, bootstrap_allowance=1000
+    )
+    assert pol.rank(FakeRequester("taker")) == 0.0  # a stranger
+    pol.served(FakeRequester("taker"), 5000)
+    assert pol.rank(FakeRequester("taker")) == -1.0  # took more than the allowance, gave nothing
+    led.record_download("taker", "/a.iso", 10, NOW)
+    assert pol.rank(FakeRequester("taker")) > 0  # gave something back: a contributor

@@ -9,6 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from peer.incentives.client import PeerAuth
+from peer.incentives.identity import PeerIdentity
 from webseed.server.app import create_app
 from webseed.server.capacity import (
     FifoPolicy,
@@ -160,9 +162,11 @@ def test_policy_hears_what_was_served(bigrepo: Path) -> None:
     policy = ByContribution({})
     app = create_app(bigrepo, slots=2, policy=policy)
     with running(app) as url:
-        httpx.get(f"{url}/small.bin", headers={"Range": "bytes=0-99", "Webseed-Peer": "p1"})
-        httpx.get(f"{url}/small.bin", headers={"Range": "bytes=0-9", "Webseed-Peer": "bad id!"})
-    assert policy.served_log == [("p1", 100), ("", 10)]
+        me = PeerIdentity.generate()
+        httpx.get(f"{url}/small.bin", headers={"Range": "bytes=0-99"}, auth=PeerAuth(me))
+        # A bare claimed id is not an identity: served anonymously.
+        httpx.get(f"{url}/small.bin", headers={"Range": "bytes=0-9", "Webseed-Peer": "p1"})
+    assert policy.served_log == [(me.peer_id, 100), ("", 10)]
 
 
 def test_parse_rate() -> None:

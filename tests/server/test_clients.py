@@ -11,6 +11,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,8 @@ WEBSEED = str(Path(sys.executable).parent / "webseed")
 
 def start_serve(repo: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [WEBSEED, "serve", str(repo), "--port", "0", *args],
+        # Own state dir: never the user's identity/ledger under $HOME.
+        [WEBSEED, "serve", str(repo), "--port", "0", "--state-dir", tempfile.mkdtemp(), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

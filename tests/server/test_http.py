@@ -8,8 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from peer.incentives.client import PeerAuth
+from peer.incentives.identity import PeerIdentity
 from tests.server.conftest import SIZE
 from tests.server.helpers import WK, parse_multipart, rand
+from webseed.server.stats import ANONYMOUS
 
 DATA = rand(SIZE)
 
@@ -157,12 +160,15 @@ def test_pex_is_empty_not_fake(server: str) -> None:
 
 
 def test_stats_count_bytes_per_artifact_and_peer(server: str) -> None:
+    me = PeerIdentity.generate()
     before = httpx.get(f"{server}/{WK}/stats").json()
-    httpx.get(
-        f"{server}/releases/big.bin", headers={"Range": "bytes=0-999", "Webseed-Peer": "peer-A"}
-    )
+    httpx.get(f"{server}/releases/big.bin", headers={"Range": "bytes=0-999"}, auth=PeerAuth(me))
+    # An unsigned claimed id is not believed: those bytes count as anonymous.
+    httpx.get(f"{server}/releases/big.bin", headers={"Range": "bytes=0-9", "Webseed-Peer": "x"})
     after = httpx.get(f"{server}/{WK}/stats").json()
-    assert after["per_peer"]["peer-A"] == before["per_peer"].get("peer-A", 0) + 1000
+    assert after["per_peer"][me.peer_id] == 1000
+    assert "x" not in after["per_peer"]
+    assert after["per_peer"][ANONYMOUS] >= before["per_peer"].get(ANONYMOUS, 0) + 10
     assert after["per_artifact"]["releases/big.bin"] >= 1000
     assert after["slots"] == {"capacity": 0, "in_use": 0, "waiting": 0}
 

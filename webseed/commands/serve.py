@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from webseed.server.incentives import PeerIncentives
 
 #: Same value as webseed.cli.EXIT_USAGE (not imported: cli imports this module).
 EXIT_USAGE = 2
@@ -25,6 +28,17 @@ def _parse_rate(text: str) -> int:
     if value < 0:
         raise typer.BadParameter("rate must be >= 0")
     return int(value * units[unit])
+
+
+def _open_incentives(state_dir: Path | None) -> PeerIncentives:
+    from peer.incentives.errors import IdentityError
+    from webseed.server.incentives import PeerIncentives
+
+    try:
+        return PeerIncentives.open(state_dir)
+    except IdentityError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def register(app: typer.Typer) -> None:
@@ -51,9 +65,24 @@ def register(app: typer.Typer) -> None:
         log_json: Annotated[
             bool, typer.Option("--log-json", help="One JSON access record per request on stderr.")
         ] = False,
+        upload_policy: Annotated[
+            str,
+            typer.Option(
+                help="Who gets a free upload slot first: 'incentives' (contributors, "
+                "PropShare + optimistic slots) or 'fifo' (arrival order)."
+            ),
+        ] = "incentives",
+        state_dir: Annotated[
+            Path | None,
+            typer.Option(
+                help="Peer state (ledger, recognition, receipts; and the identity key if "
+                "given). Default: $XDG_STATE_HOME/webseed, key in $XDG_CONFIG_HOME/webseed."
+            ),
+        ] = None,
     ) -> None:
         """Serve REPO_DIR to peers and plain HTTP clients until SIGTERM/SIGINT."""
         from webseed.server.app import create_app
+        from webseed.server.capacity import FifoPolicy
         from webseed.server.standalone import ServerOptions
         from webseed.server.standalone import serve as run
 
@@ -70,7 +99,18 @@ def register(app: typer.Typer) -> None:
             from webseed.server.metrics import configure_json_logs
 
             configure_json_logs(sys.stderr)
-        app = create_app(repo_dir, store=store, slots=slots, rate=_parse_rate(rate))
+        if upload_policy not in ("incentives", "fifo"):
+            typer.echo("error: --upload-policy is 'incentives' or 'fifo'", err=True)
+            raise typer.Exit(EXIT_USAGE)
+        incentives = _open_incentives(state_dir)
+        app = create_app(
+            repo_dir,
+            store=store,
+            slots=slots,
+            rate=_parse_rate(rate),
+            policy=FifoPolicy() if upload_policy == "fifo" else None,
+            incentives=incentives,
+        )
         opts = ServerOptions(
             host=host,
             port=port,
@@ -81,6 +121,7 @@ def register(app: typer.Typer) -> None:
         def ready(url: str) -> None:
             # One line, flushed: scripts and tests read the bound URL from it.
             print(f"webseed: serving {repo_dir} at {url}", flush=True)
+            print(f"webseed: peer id {incentives.peer_id}", file=sys.stderr, flush=True)
 
         try:
             asyncio.run(run(app, opts, ready=ready))
@@ -89,4 +130,5 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(EXIT_USAGE) from None
         finally:
             app.state.peer.repo.close()
+            incentives.close()  # the lifespan saved already; this is idempotent
         print("webseed: stopped", file=sys.stderr, flush=True)

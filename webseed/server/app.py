@@ -28,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 from webseed.server.capacity import OverCapacity, RateLimiter, Requester, SlotPool, UploadPolicy
 from webseed.server.core import READ_SIZE, Peer, Plan
 from webseed.server.exports import export_target
+from webseed.server.incentives import PeerIncentives, lifespan, read_body, request_target
 from webseed.server.metrics import MetricsMiddleware
 from webseed.server.pex import PexSource
 from webseed.server.ranges import DEFAULT_POLICY, RangePolicy
@@ -87,6 +88,8 @@ class PlanResponse(Response):
             if sent:
                 peer.stats.served(plan.upload, self.requester.peer, sent)
                 peer.pool.policy.served(self.requester, sent)
+                if peer.incentives is not None:
+                    peer.incentives.served(self.requester, sent)
 
     async def _start(self, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
@@ -145,14 +148,20 @@ def create_app(
     pex: PexSource | None = None,
     range_policy: RangePolicy = DEFAULT_POLICY,
     read_size: int | None = None,
+    incentives: PeerIncentives | None = None,
 ) -> Starlette:
     """A Starlette app serving repository ``repo`` (and partial artifacts in ``store``).
 
     ``slots``: concurrent uploads (0 = unlimited); ``rate``: upload bytes/s for
     all uploads together (0 = unlimited); ``policy`` orders requests waiting up
     to ``max_wait`` seconds for a slot (default FIFO); ``pex`` supplies the
-    peer-exchange announcements. The :class:`Peer` is at ``app.state.peer``.
+    peer-exchange announcements; ``incentives`` accounts uploads to verified
+    identities, takes receipts and, unless ``policy`` is given, orders the
+    queue by contribution (``docs/incentives.md``). The :class:`Peer` is at
+    ``app.state.peer``.
     """
+    if incentives is not None and policy is None:
+        policy = incentives.upload_policy()
     repository = repo if isinstance(repo, Repository) else Repository(Path(repo), store)
     peer = Peer(
         repository,
@@ -161,11 +170,21 @@ def create_app(
         pex=pex,
         range_policy=range_policy,
         read_size=read_size or READ_SIZE,
+        incentives=incentives,
     )
+    if incentives is not None:
+        incentives.offered = lambda: repository.targets().keys()
 
     async def endpoint(request: Request) -> Response:
         headers = {k: v for k, v in request.headers.items()}
         path = "/" + request.path_params["path"]
+        client = request.client.host if request.client else ""
+        target = request_target(request.scope)
+        if request.method == "POST" and peer.is_post_target(path):
+            body = await read_body(request)
+            who = peer.requester(headers, client, path, method="POST", target=target)
+            plan = peer.post(path, body, who)
+            return PlanResponse(peer, plan, who)
         if export_target(path) is not None:
             # Exports list the peer's own URL as this client reached it (mount prefix
             # included); a first .meta4 hashes the file once, so not on the event loop.
@@ -175,8 +194,10 @@ def create_app(
             plan = await anyio.to_thread.run_sync(peer.plan, request.method, path, headers, base)
         else:
             plan = peer.plan(request.method, path, headers)
-        client = request.client.host if request.client else ""
-        return PlanResponse(peer, plan, peer.requester(headers, client, path))
+        who = peer.requester(
+            headers, client, plan.upload or path, method=request.method, target=target
+        )
+        return PlanResponse(peer, plan, who)
 
     app = Starlette(
         routes=[
@@ -187,6 +208,7 @@ def create_app(
             )
         ],
         middleware=[Middleware(MetricsMiddleware, metrics=peer.metrics)],
+        lifespan=lifespan(incentives) if incentives is not None else None,
     )
     app.state.peer = peer
     return app

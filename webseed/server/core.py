@@ -20,6 +20,13 @@ from pathlib import Path
 from webseed.errors import UnsafePathError
 from webseed.server.capacity import RateLimiter, Requester, SlotPool
 from webseed.server.exports import Exports, export_target
+from webseed.server.incentives import (
+    CONTRIBUTION,
+    MAX_RECEIPTS_BODY,
+    RECEIPTS,
+    Authenticator,
+    PeerIncentives,
+)
 from webseed.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from webseed.server.metrics import PeerMetrics
 from webseed.server.pex import MAX_ANNOUNCEMENTS, MemoryPexStore, PexSource
@@ -92,8 +99,23 @@ def _json(obj: object, *, cache: str = "no-cache") -> Plan:
     )
 
 
+def _json_bytes(body: bytes) -> Plan:
+    return Plan(
+        200,
+        [
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+            ("cache-control", "no-cache"),
+        ],
+        body,
+    )
+
+
 def peer_identity(headers: Mapping[str, str]) -> str:
-    """The requester's claimed peer identity, or ``""`` if absent or malformed."""
+    """The requester's *claimed*, unauthenticated identity (display only; never for credit).
+
+    :meth:`Peer.requester` verifies the signed header instead.
+    """
     value = headers.get(PEER_HEADER, "")
     return value if _PEER_ID.fullmatch(value) else ""
 
@@ -111,8 +133,12 @@ class Peer:
         stats: Stats | None = None,
         range_policy: RangePolicy = DEFAULT_POLICY,
         read_size: int = READ_SIZE,
+        incentives: PeerIncentives | None = None,
     ) -> None:
         self.repo = repo
+        self.incentives = incentives
+        # Identities are always verified; without incentives nobody is credited anyway.
+        self.auth = incentives.auth if incentives is not None else Authenticator()
         self.pool = pool or SlotPool(0)
         self.limiter = limiter or RateLimiter(0)
         self.pex: PexSource = pex if pex is not None else MemoryPexStore()
@@ -123,9 +149,43 @@ class Peer:
         rate_block = self.limiter.block_size
         self.read_size = min(read_size, rate_block) if rate_block else read_size
 
-    def requester(self, headers: Mapping[str, str], host: str, path: str) -> Requester:
-        """Who is asking, for the upload policy and the stats."""
-        return Requester(peer=peer_identity(headers), host=host, path=path)
+    def requester(
+        self,
+        headers: Mapping[str, str],
+        host: str,
+        path: str,
+        *,
+        method: str = "GET",
+        target: str | None = None,
+    ) -> Requester:
+        """Who is asking (verified peer id or ``""``), for the upload policy and the stats.
+
+        ``target`` is the raw request target (path and query) the client
+        signed; ``path`` what to account the upload to (the artifact).
+        """
+        peer = self.auth.identify(headers, method, target if target is not None else path)
+        return Requester(peer=peer, host=host, path=path)
+
+    def post(self, path: str, body: bytes | None, requester: Requester) -> Plan:
+        """Answer a POST (only the receipts endpoint takes one); ``None`` body: too large."""
+        if self.incentives is None or not self.is_post_target(path):
+            return _text(405, "method not allowed", [("allow", "GET, HEAD")])
+        if body is None:
+            return _text(413, f"receipts body over {MAX_RECEIPTS_BODY} bytes")
+        reply = self.incentives.accept_receipts(body, requester.peer)
+        return Plan(
+            reply.status,
+            [
+                ("content-type", reply.content_type),
+                ("content-length", str(len(reply.body))),
+                *reply.extra,
+            ],
+            reply.body,
+        )
+
+    def is_post_target(self, path: str) -> bool:
+        """Whether ``path`` (decoded, with leading ``/``) takes a POST."""
+        return self.incentives is not None and path == f"/{WELL_KNOWN}/{RECEIPTS}"
 
     def plan(self, method: str, path: str, headers: Mapping[str, str], base: str = "") -> Plan:
         """The answer to ``method path`` with (lower-cased) ``headers``; ``path`` is decoded.
@@ -216,6 +276,10 @@ class Peer:
                     ],
                     bits,
                 )
+        elif kind == CONTRIBUTION and not arg and self.incentives is not None:
+            return _json_bytes(self.incentives.contribution())
+        elif kind == RECEIPTS and not arg and self.incentives is not None:
+            return _text(405, "POST receipts here", [("allow", "POST")])
         elif kind == "pex" and not arg:
             return _json({"announcements": self.pex.announcements(MAX_ANNOUNCEMENTS)})
         elif kind == "metrics" and not arg:
@@ -237,6 +301,8 @@ class Peer:
                 "waiting": self.pool.waiting,
             }
             snap["rate_limit"] = self.limiter.rate
+            if self.incentives is not None:
+                snap["incentives"] = self.incentives.stats()
             return _json(snap)
         if resource is None:
             return _text(404, "not found")

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
-from webseed.server.capacity import RateLimiter, SlotPool, UploadPolicy
-from webseed.server.core import Peer, Plan, peer_identity
+from webseed.server.capacity import RateLimiter, Requester, SlotPool, UploadPolicy
+from webseed.server.core import Peer, Plan
+from webseed.server.incentives import MAX_RECEIPTS_BODY, PeerIncentives, wsgi_target
 from webseed.server.metrics import WsgiCount
 from webseed.server.pex import PexSource
 from webseed.server.ranges import DEFAULT_POLICY, RangePolicy
@@ -34,8 +35,8 @@ def _status(code: int) -> str:
 class _Body:
     """The response body: file slices read in large blocks; frees the slot on close()."""
 
-    def __init__(self, peer: Peer, plan: Plan, peer_id: str) -> None:
-        self.peer, self.plan, self.peer_id = peer, plan, peer_id
+    def __init__(self, peer: Peer, plan: Plan, requester: Requester) -> None:
+        self.peer, self.plan, self.requester = peer, plan, requester
         self.sent = 0
         self._closed = False
         assert plan.file is not None
@@ -67,7 +68,11 @@ class _Body:
         os.close(self.fd)
         self.peer.pool.release()
         if self.sent and self.plan.upload:
-            self.peer.stats.served(self.plan.upload, self.peer_id, self.sent)
+            self.peer.stats.served(self.plan.upload, self.requester.peer, self.sent)
+            self.peer.pool.policy.served(self.requester, self.sent)
+            if self.peer.incentives is not None:
+                self.peer.incentives.served(self.requester, self.sent)
+                self.peer.incentives.tick()  # seeding time; saves when due
 
 
 class WebseedMiddleware:
@@ -85,16 +90,21 @@ class WebseedMiddleware:
         policy: UploadPolicy | None = None,
         pex: PexSource | None = None,
         range_policy: RangePolicy = DEFAULT_POLICY,
+        incentives: PeerIncentives | None = None,
     ) -> None:
         self.app = app
         self.prefix = prefix.rstrip("/")
         repository = repo if isinstance(repo, Repository) else Repository(repo, store)
+        if incentives is not None:
+            policy = policy or incentives.upload_policy()
+            incentives.offered = lambda: repository.targets().keys()
         self.peer = Peer(
             repository,
             pool=SlotPool(slots, policy=policy, max_wait=0),
             limiter=RateLimiter(rate),
             pex=pex,
             range_policy=range_policy,
+            incentives=incentives,
         )
 
     def __call__(
@@ -125,6 +135,10 @@ class WebseedMiddleware:
             k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")
         }
         method = environ.get("REQUEST_METHOD", "GET").upper()
+        target = wsgi_target(environ)
+        if method == "POST" and self.peer.is_post_target(path):
+            who = self.peer.requester(headers, _client(environ), path, method=method, target=target)
+            return self._finish(start_response, self.peer.post(path, _read_body(environ), who))
         base = "{}://{}{}{}".format(
             environ.get("wsgi.url_scheme", "http"),
             environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
@@ -149,8 +163,9 @@ class WebseedMiddleware:
             )
             return [b"over upload capacity, retry later\n"]
         peer.stats.request()
+        who = peer.requester(headers, _client(environ), plan.upload, method=method, target=target)
         try:
-            body = _Body(peer, plan, peer_identity(headers))
+            body = _Body(peer, plan, who)
         except OSError:
             peer.pool.release()
             return self._finish(start_response, Plan(404, [("content-length", "0")]))
@@ -161,6 +176,21 @@ class WebseedMiddleware:
     def _finish(start_response: Callable[..., Any], plan: Plan) -> Iterable[bytes]:
         start_response(_status(plan.status), plan.headers)
         return [b"" if plan.head else plan.body]
+
+
+def _client(environ: dict[str, Any]) -> str:
+    return str(environ.get("REMOTE_ADDR", ""))
+
+
+def _read_body(environ: dict[str, Any], limit: int = MAX_RECEIPTS_BODY) -> bytes | None:
+    """The request body, or ``None`` if it is (declared or found) larger than ``limit``."""
+    declared = environ.get("CONTENT_LENGTH") or ""
+    if not declared.isdigit():
+        return b""  # PEP 3333: without CONTENT_LENGTH there is no body to read
+    if int(declared) > limit:
+        return None
+    data = environ["wsgi.input"].read(int(declared))
+    return bytes(data) if len(data) <= limit else None
 
 
 def _bad_path() -> Plan:

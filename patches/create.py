@@ -103,7 +103,7 @@ def _archive_patch(
     with tempfile.TemporaryFile() as sink:
         builder = DiffBuilder(sink)
         pos = 0
-        for name, length in _units(target.ops):
+        for name, length in _units(archive.leaves(target.ops)):
             unit = target.stream[pos : pos + length]
             pos += length
             # Same name first, else the same name with version numbers blanked.
@@ -114,8 +114,9 @@ def _archive_patch(
                 builder.add_bsdiff(base_stream[off : off + blen], off, unit)
         sink.seek(0)
         payloads = sink.read()
-    compressed = [op.out_len for op in target.ops if op.kind != archive.RAW]
-    raw_comp = sum(op.out_len for op in target.ops if op.kind == archive.RAW)
+    top = archive.top_level(target.ops)
+    compressed = [op.out_len for op in top if op.kind != archive.RAW]
+    raw_comp = sum(op.out_len for op in top if op.kind == archive.RAW)
     reproduced = sum(compressed) / max(1, sum(compressed) + raw_comp)
     blob = _assemble(
         TRANSFORM_ARCHIVE,
@@ -153,7 +154,7 @@ def _units_of_base(old_data: bytes, base_stream: bytes) -> dict[str, tuple[int, 
     ops = archive.expand(old_data, probe=False).ops
     found: dict[str, tuple[int, int]] = {}
     pos = 0
-    for name, length in _units(ops):
+    for name, length in _units(archive.leaves(ops)):
         found.setdefault(name, (pos, length))
         found.setdefault(archive.member_key(name), (pos, length))
         pos += length

@@ -32,6 +32,7 @@ from patches.errors import ArchiveError, PatchFormatError
 RAW, DEFLATE, LZMA2, ZSTD, GZIP_CLI = 0, 1, 2, 3, 4
 # kind, p1, p2, p3, p4, descendants, expanded length, output length
 OP = struct.Struct(">BBBbIIQQ")
+HEADER_SUFFIX = "\0header"  # unit name of a zip member's local header
 MAX_DEPTH = 2  # archive inside a compressed range inside an archive: .deb > data.tar.xz > x.gz
 _GZIP_TIMEOUT = 120
 MAX_EXPANDED = 512 << 20  # above this an archive is diffed raw, bounding memory
@@ -332,7 +333,9 @@ class _Expander:
             stop = start + info.compress_size
             if stop > len(data):
                 raise ArchiveError("zip member runs past the end")
-            self.raw(pos, start, info.filename)
+            # Own unit: headers change with every build (dates, CRCs) even when the
+            # content does not, and identical content then becomes a cheap copy part.
+            self.raw(pos, start, info.filename + HEADER_SUFFIX)
             if info.compress_type == zipfile.ZIP_DEFLATED and not info.flag_bits & 1:
                 end = self.deflate(start, stop, info.filename, expected=info.file_size)
                 if end != stop:

@@ -4,7 +4,7 @@ Layout (all integers big-endian)::
 
     header   HEADER struct (see :data:`HEADER`), ends with sha256 of the body
     body     recipe (zstd)  | ctrl stream (zstd) | diff stream (zstd) | extra stream (zstd)
-             | part table (PART struct x part_count) | window payloads, in part order
+             | part table (zstd/xz, PART struct x part_count) | window payloads, in part order
 
 Parts rebuild the *target stream* from the *base stream*, in order. With the
 identity transform the streams are the files themselves; with the archive
@@ -35,8 +35,8 @@ METHODS = {METHOD_COPY: "copy", METHOD_BSDIFF: "bsdiff", METHOD_ZSTD_WINDOW: "zs
 
 # magic, version, transform, flags, base size, base sha256, target size, target sha256,
 # base stream len, target stream len, recipe len, 3 x (raw, compressed) stream lens,
-# part count, body sha256
-HEADER = struct.Struct(">8sHBBQ32sQ32sQQQQQQQQQI32s")
+# part count, compressed part table len, body sha256
+HEADER = struct.Struct(">8sHBBQ32sQ32sQQQQQQQQQIQ32s")
 # method, base offset, base length, output length, a, b (method specific)
 PART = struct.Struct(">BQQQQQ")
 
@@ -86,6 +86,7 @@ class Header:
     diff_len: tuple[int, int]
     extra_len: tuple[int, int]
     part_count: int
+    parts_len: int  # compressed part table
     body_sha256: bytes
 
     def encode(self) -> bytes:
@@ -106,6 +107,7 @@ class Header:
             *self.diff_len,
             *self.extra_len,
             self.part_count,
+            self.parts_len,
             self.body_sha256,
         )
 
@@ -134,7 +136,8 @@ class Header:
             diff_len=(f[13], f[14]),
             extra_len=(f[15], f[16]),
             part_count=f[17],
-            body_sha256=f[18],
+            parts_len=f[18],
+            body_sha256=f[19],
         )
         h.check_limits()
         return h
@@ -154,7 +157,11 @@ class Header:
             or self.recipe_len
         ):
             raise PatchFormatError("identity patch with inconsistent stream sizes")
-        if self.recipe_len > MAX_RECIPE or self.part_count > MAX_PARTS:
+        if (
+            self.recipe_len > MAX_RECIPE
+            or self.part_count > MAX_PARTS
+            or self.parts_len > MAX_PARTS * PART.size
+        ):
             raise PatchFormatError("recipe or part table exceeds limit")
         for raw, comp in (self.ctrl_len, self.diff_len, self.extra_len):
             if raw > MAX_STREAM or comp > MAX_STREAM:

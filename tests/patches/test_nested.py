@@ -136,3 +136,34 @@ def test_xz_sections() -> None:
     with pytest.raises(PatchFormatError):
         fmt.decompress(fmt.XZ_MAGIC + b"garbage" * 4, 10, "s")
     assert not archive._is_tar(b"short")
+
+
+def test_failed_archive_verification_falls_back_to_raw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from patches import create as create_mod
+
+    old = lzma.compress(make_tar(SRC))
+    new = lzma.compress(make_tar({k: mutate(v, 31, 2) for k, v in SRC.items()}))
+    monkeypatch.setattr(create_mod, "_reproduces", lambda *_a: False)
+    assert roundtrip(tmp_path, old, new)[0] == "raw"
+
+
+def test_xz_recipe() -> None:
+    from patches.apply import decompress_bounded
+
+    raw = b"".join(archive.Op(archive.RAW, i, i).encode() for i in range(2000))
+    xz = lzma.compress(raw, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE)
+    assert decompress_bounded(xz) == raw
+    with pytest.raises(PatchFormatError):
+        decompress_bounded(fmt.XZ_MAGIC + b"junk" * 8)
+
+
+def test_parallel_bsdiff_matches_serial(monkeypatch: pytest.MonkeyPatch) -> None:
+    from patches import methods
+
+    monkeypatch.setattr(methods, "PARALLEL_MIN", 1000)
+    jobs = [(text_blob(i, 3000), mutate(text_blob(i, 3000), i)) for i in range(3)]
+    jobs.append((b"", b"new"))
+    jobs.append((b"same", b"same"))
+    assert methods.parallel_bsdiff(jobs, 2) == methods.parallel_bsdiff(jobs, 1)

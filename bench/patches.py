@@ -263,7 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--synthetic-gib", type=float, default=1.0)
     ap.add_argument("--no-numpy", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="print the last results as Markdown")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(RESULTS.read_text())))
+        return 0
     CACHE.mkdir(parents=True, exist_ok=True)
     pairs: list[tuple[Path, Path]] = []
     for a, b, binary in PIP_PAIRS:
@@ -311,6 +315,30 @@ def main(argv: list[str] | None = None) -> int:
         )  # type: ignore[index]
     print(f"\nsummary: {summary}")
     return 0
+
+
+def markdown(data: dict) -> str:  # type: ignore[type-arg]
+    """The results as a Markdown table (for docs/benchmarks.md)."""
+    lines = [
+        "| pair (new file) | new KiB | webseed | bsdiff4 | xdelta3 | zstd -19 --long | "
+        "webseed create s (CPU s) | zstd create s (CPU s) | webseed apply s | "
+        "webseed create / apply peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in data["pairs"]:
+        w, z = r["webseed"], r.get("zstd", {})
+
+        def pct(t: str, r: dict = r) -> str:  # type: ignore[type-arg]
+            return f"{r[t]['reduction_pct']:.2f}%" if t in r else "n/a"
+
+        lines.append(
+            f"| {r['pair'].split(' -> ')[1]} | {r['new_size'] // 1024} | **{pct('webseed')}** | "
+            f"{pct('bsdiff4')} | {pct('xdelta3')} | {pct('zstd')} | "
+            f"{w['create_s']} ({w.get('create_cpu_s', '?')}) | "
+            f"{z.get('create_s', '?')} ({z.get('create_cpu_s', '?')}) | {w['apply_s']} | "
+            f"{w['create_rss_mib']} / {w['apply_rss_mib']} |"
+        )
+    return "\n".join(lines)
 
 
 def _header() -> str:

@@ -28,6 +28,7 @@ PIP = (
 )
 CACHE = HERE / "cache"
 RESULTS = HERE / "results" / "patches.json"
+TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"  # GNU time (Debian: time)
 
 PIP_PAIRS = [  # (old spec, new spec, binary?)
     ("numpy==2.1.0", "numpy==2.1.1", True),
@@ -87,17 +88,24 @@ def _apt(package: str) -> tuple[Path, Path] | None:
     return files[0], files[1]
 
 
-def _measure(fn: list[str] | object) -> tuple[float, float]:
-    """Run a command (list) or a Python callable in a child; (seconds, peak RSS MiB)."""
-    t = time.perf_counter()
-    if isinstance(fn, list):
-        proc = subprocess.Popen(fn, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode:
-            raise subprocess.CalledProcessError(proc.returncode, fn)
-        return time.perf_counter() - t, usage.ru_maxrss / 1024
-    raise TypeError
+def _measure(cmd: list[str]) -> tuple[float, float, float]:
+    """Run a command; (wall seconds, CPU seconds, the child's own peak RSS in MiB).
+
+    Measured by /usr/bin/time from its own small process: a child forked straight from
+    this (large) Python process would report our RSS as its peak (Linux keeps the
+    high-water mark across exec), which made every round-1 row read 559 MiB.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as rep:
+        t = time.perf_counter()
+        subprocess.run(
+            [TIME, "-f", "%U %S %M", "-o", rep.name, *cmd],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+        )
+        wall = time.perf_counter() - t
+        user, system, rss_kib = rep.read().split()[-3:]
+    return wall, float(user) + float(system), int(rss_kib) / 1024
 
 
 def _py(code: str) -> list[str]:
@@ -175,16 +183,17 @@ def run_pair(old: Path, new: Path, work: Path) -> dict[str, object]:
         ),
     }
     for name, (make, apply, patch, out) in tools.items():
-        if isinstance(make, list) and shutil.which(make[0]) is None:
+        if shutil.which(make[0]) is None:
             continue
-        t_make, rss_make = _measure(make)
-        t_apply, rss_apply = _measure(apply)
+        t_make, cpu_make, rss_make = _measure(make)
+        t_apply, _, rss_apply = _measure(apply)
         ok = out.read_bytes() == new.read_bytes()
         psize = patch.stat().st_size
         res[name] = {
             "patch": psize,
             "reduction_pct": round(100 * (1 - psize / size), 2),
             "create_s": round(t_make, 2),
+            "create_cpu_s": round(cpu_make, 2),
             "apply_s": round(t_apply, 2),
             "create_rss_mib": round(rss_make),
             "apply_rss_mib": round(rss_apply),
@@ -229,8 +238,8 @@ def synthetic(gib: float, work: Path) -> dict[str, object]:
         "new_size": new.stat().st_size,
     }
     for name, (make, apply, patch) in tools.items():
-        t_make, rss_make = _measure(make)
-        t_apply, rss_apply = _measure(apply)
+        t_make, cpu_make, rss_make = _measure(make)
+        t_apply, _, rss_apply = _measure(apply)
         ok = subprocess.run(["cmp", "-s", str(new), str(work / "s.out")]).returncode == 0
         psize = patch.stat().st_size
         res[name] = {
@@ -239,6 +248,7 @@ def synthetic(gib: float, work: Path) -> dict[str, object]:
             "create_s": round(t_make, 2),
             "apply_s": round(t_apply, 2),
             "create_s_per_gib": round(t_make / gib, 1),
+            "create_cpu_s": round(cpu_make, 1),
             "apply_s_per_gib": round(t_apply / gib, 1),
             "create_rss_mib": round(rss_make),
             "apply_rss_mib": round(rss_apply),
@@ -253,7 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--synthetic-gib", type=float, default=1.0)
     ap.add_argument("--no-numpy", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="print the last results as Markdown")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(RESULTS.read_text())))
+        return 0
     CACHE.mkdir(parents=True, exist_ok=True)
     pairs: list[tuple[Path, Path]] = []
     for a, b, binary in PIP_PAIRS:
@@ -303,10 +317,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def markdown(data: dict) -> str:  # type: ignore[type-arg]
+    """The results as a Markdown table (for docs/benchmarks.md)."""
+    lines = [
+        "| pair (new file) | new KiB | webseed | bsdiff4 | xdelta3 | zstd -19 --long | "
+        "webseed create s (CPU s) | zstd create s (CPU s) | webseed apply s | "
+        "webseed create / apply peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in data["pairs"]:
+        w, z = r["webseed"], r.get("zstd", {})
+
+        def pct(t: str, r: dict = r) -> str:  # type: ignore[type-arg]
+            return f"{r[t]['reduction_pct']:.2f}%" if t in r else "n/a"
+
+        lines.append(
+            f"| {r['pair'].split(' -> ')[1]} | {r['new_size'] // 1024} | **{pct('webseed')}** | "
+            f"{pct('bsdiff4')} | {pct('xdelta3')} | {pct('zstd')} | "
+            f"{w['create_s']} ({w.get('create_cpu_s', '?')}) | "
+            f"{z.get('create_s', '?')} ({z.get('create_cpu_s', '?')}) | {w['apply_s']} | "
+            f"{w['create_rss_mib']} / {w['apply_rss_mib']} |"
+        )
+    return "\n".join(lines)
+
+
 def _header() -> str:
     return (
         f"{'pair (new file)':48s} {'new KiB':>8s} | {'webseed':>7s} {'bsdiff4':>7s} {'xdelta3':>7s} "  # noqa: E501
-        f"{'zstd':>7s} | ws create/apply s | zstd create s | ws RSS MiB"
+        f"{'zstd':>7s} | ws create/apply s (cpu) | zstd create s (cpu) | ws RSS MiB"
     )
 
 
@@ -319,7 +357,8 @@ def _row(r: dict) -> str:  # type: ignore[type-arg]
     return (
         f"{r['pair'].split(' -> ')[1][:48]:48s} {r['new_size'] // 1024:8d} | {pct('webseed')} "
         f"{pct('bsdiff4')} {pct('xdelta3')} {pct('zstd')} | {w['create_s']:6.1f} / {w['apply_s']:5.1f} "  # noqa: E501
-        f"| {z.get('create_s', 0):6.1f} | {w['create_rss_mib']}"
+        f"({w['create_cpu_s']:5.1f}) | {z.get('create_s', 0):6.1f} ({z.get('create_cpu_s', 0):5.1f}) "  # noqa: E501
+        f"| {w['create_rss_mib']}"
     )
 
 

@@ -20,6 +20,7 @@ from patches.format import (
     METHOD_ZSTD_WINDOW,
     PART,
     TRANSFORM_ARCHIVE,
+    XZ_MAGIC,
     Header,
     Part,
     decompress,
@@ -76,7 +77,11 @@ def apply_patch(old: Path | str, patch: Path | str, dest: Path | str) -> None:
                 ("extra stream", header.extra_len),
             )
         ]
-        table = _read_exact(f, header.part_count * PART.size, "part table")
+        table = decompress(
+            _read_exact(f, header.parts_len, "part table"),
+            header.part_count * PART.size,
+            "part table",
+        )
         parts = [Part(*PART.unpack_from(table, i * PART.size)) for i in range(header.part_count)]
         applier = PartApplier(streams[0], streams[1], streams[2], header.base_stream_len)
         total = 0
@@ -149,15 +154,21 @@ def _payload(f: BinaryIO, part: Part) -> bytes:
 
 
 def decompress_bounded(recipe: bytes) -> bytes:
-    """Decompress the recipe, refusing more than :data:`MAX_RECIPE` bytes."""
+    """Decompress the recipe (zstd or xz), refusing more than :data:`MAX_RECIPE` bytes."""
     if not recipe:
         return b""
+    import lzma
+
     import zstandard
 
     try:
-        dobj = zstandard.ZstdDecompressor().decompressobj()
-        raw = dobj.decompress(recipe)
-    except zstandard.ZstdError as exc:
+        if recipe.startswith(XZ_MAGIC):
+            xz = lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=1 << 28)
+            raw = xz.decompress(recipe, max_length=MAX_RECIPE + 1)
+        else:
+            dobj = zstandard.ZstdDecompressor().decompressobj()
+            raw = dobj.decompress(recipe)
+    except (zstandard.ZstdError, lzma.LZMAError) as exc:
         raise PatchFormatError(f"recipe: corrupt compressed data ({exc})") from exc
     if len(raw) > MAX_RECIPE:
         raise PatchFormatError("recipe exceeds limit")

@@ -16,7 +16,10 @@ from __future__ import annotations
 import io
 import lzma
 import re
+import shutil
 import struct
+import subprocess
+import tarfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -26,8 +29,12 @@ import zstandard
 
 from patches.errors import ArchiveError, PatchFormatError
 
-RAW, DEFLATE, LZMA2, ZSTD = 0, 1, 2, 3
-OP = struct.Struct(">BBBbIQQ")  # kind, p1, p2, p3, p4, expanded length, output length
+RAW, DEFLATE, LZMA2, ZSTD, GZIP_CLI = 0, 1, 2, 3, 4
+# kind, p1, p2, p3, p4, descendants, expanded length, output length
+OP = struct.Struct(">BBBbIIQQ")
+HEADER_SUFFIX = "\0header"  # unit name of a zip member's local header
+MAX_DEPTH = 2  # archive inside a compressed range inside an archive: .deb > data.tar.xz > x.gz
+_GZIP_TIMEOUT = 120
 MAX_EXPANDED = 512 << 20  # above this an archive is diffed raw, bounding memory
 MAX_RATIO = 200  # expanded/compressed; beyond it we call it a bomb and diff raw
 _PROBE_STEP = 1 << 18
@@ -44,11 +51,23 @@ class Op:
     p2: int = 0
     p3: int = 0
     p4: int = 0
+    # Ops that follow in the recipe and make up this op's plain input (a tar inside an
+    # xz block); then ``exp_len`` is their total stream length. Preorder, all descendants.
+    descendants: int = 0
     name: str = ""  # creation only: the member the range belongs to
 
     def encode(self) -> bytes:
         """The op's recipe entry."""
-        return OP.pack(self.kind, self.p1, self.p2, self.p3, self.p4, self.exp_len, self.out_len)
+        return OP.pack(
+            self.kind,
+            self.p1,
+            self.p2,
+            self.p3,
+            self.p4,
+            self.descendants,
+            self.exp_len,
+            self.out_len,
+        )
 
 
 @dataclass
@@ -60,14 +79,90 @@ class Expansion:
 
 
 class _Expander:
-    def __init__(self, data: bytes, probe: bool) -> None:
+    def __init__(self, data: bytes, probe: bool, limit: int | None = None, depth: int = 0) -> None:
         self.data = data
         self.probe = probe
         self.chunks: list[bytes] = []
         self.ops: list[Op] = []
         self.total = 0
-        self.limit = min(MAX_EXPANDED, max(1 << 20, MAX_RATIO * len(data)))
+        self.limit = (
+            min(MAX_EXPANDED, max(1 << 20, MAX_RATIO * len(data))) if limit is None else limit
+        )
+        self.depth = depth
         self.last_deflate: tuple[int, int] | None = None
+
+    def emit_compressed(self, op: Op, plain: bytes) -> None:
+        """Emit a compressed range; a tar inside it is expanded further (its members too)."""
+        if self.depth < MAX_DEPTH and _is_tar(plain):
+            sub = _Expander(plain, self.probe, self.budget(), self.depth + 1)
+            try:
+                sub.tar(op.name)
+            except ArchiveError:
+                sub = None  # type: ignore[assignment]
+            if sub is not None and any(o.kind != RAW for o in sub.ops):
+                self.total += sub.total
+                self.ops.append(
+                    Op(
+                        op.kind,
+                        sub.total,
+                        op.out_len,
+                        op.p1,
+                        op.p2,
+                        op.p3,
+                        op.p4,
+                        descendants=len(sub.ops),
+                        name=op.name,
+                    )
+                )
+                self.ops.extend(sub.ops)
+                self.chunks.extend(sub.chunks)
+                return
+        self.emit(op, plain)
+
+    def tar(self, name: str) -> None:
+        """Members of a tar: headers RAW, gzip members expanded (their ops keep ``name``)."""
+        try:
+            with tarfile.open(fileobj=io.BytesIO(self.data), mode="r:") as tf:
+                members = tf.getmembers()
+        except (tarfile.TarError, ValueError, EOFError) as exc:
+            raise ArchiveError(f"{name}: bad tar ({exc})") from exc
+        pos = 0
+        for m in members:
+            start, stop = m.offset_data, m.offset_data + m.size
+            if not m.isfile() or start < pos or stop > len(self.data):
+                continue
+            if self.data[start : start + 3] == b"\x1f\x8b\x08" and m.size < self.budget():
+                self.raw(pos, start, name)
+                self.gzip_member(start, stop, name)
+                pos = stop
+        self.raw(pos, len(self.data), name)
+
+    def gzip_member(self, start: int, stop: int, name: str) -> None:
+        """A whole .gz file: by zlib if it reproduces it, else by the ``gzip`` program."""
+        comp = self.data[start:stop]
+        try:
+            plain = _gunzip(comp, self.budget())
+        except ArchiveError:
+            self.raw(start, stop, name)
+            return
+        if self.probe:
+            sub = _Expander(comp, True, self.budget(), self.depth + 1)
+            try:
+                sub.gzip(0, len(comp), name)
+            except ArchiveError:
+                sub = None  # type: ignore[assignment]
+            if sub is not None and any(o.kind == DEFLATE for o in sub.ops):
+                self.total += sub.total
+                self.ops.extend(sub.ops)
+                self.chunks.extend(sub.chunks)
+                return
+            level = _find_gzip_cli(plain, comp)
+            if level is None:
+                self.raw(start, stop, name)
+                return
+            self.emit(Op(GZIP_CLI, len(plain), len(comp), level, name=name), plain)
+        else:
+            self.emit(Op(GZIP_CLI, len(plain), len(comp), 9, name=name), plain)
 
     def emit(self, op: Op, stream: bytes) -> None:
         self.total += len(stream)
@@ -101,7 +196,7 @@ class _Expander:
         if params is None:
             self.emit(Op(RAW, len(comp), len(comp), name=name), comp)
         else:
-            self.emit(
+            self.emit_compressed(
                 Op(DEFLATE, len(plain), len(comp), params[0], params[1], -15, name=name), plain
             )
         return stop
@@ -177,7 +272,9 @@ class _Expander:
             if preset is None:
                 self.emit(Op(RAW, len(comp), len(comp), name=name), comp)
             else:
-                self.emit(Op(LZMA2, len(plain), len(comp), preset, p4=dict_size, name=name), plain)
+                self.emit_compressed(
+                    Op(LZMA2, len(plain), len(comp), preset, p4=dict_size, name=name), plain
+                )
             pad = (-(stop - pos)) % 4
             self.raw(stop, stop + pad + check_size, name)
             pos = stop + pad + check_size
@@ -217,7 +314,7 @@ class _Expander:
         if found is None:
             self.emit(Op(RAW, len(comp), len(comp), name=name), comp)
         else:
-            self.emit(Op(ZSTD, len(plain), len(comp), found, flags, name=name), plain)
+            self.emit_compressed(Op(ZSTD, len(plain), len(comp), found, flags, name=name), plain)
 
     def zip(self) -> None:
         data = self.data
@@ -236,7 +333,9 @@ class _Expander:
             stop = start + info.compress_size
             if stop > len(data):
                 raise ArchiveError("zip member runs past the end")
-            self.raw(pos, start, info.filename)
+            # Own unit: headers change with every build (dates, CRCs) even when the
+            # content does not, and identical content then becomes a cheap copy part.
+            self.raw(pos, start, info.filename + HEADER_SUFFIX)
             if info.compress_type == zipfile.ZIP_DEFLATED and not info.flag_bits & 1:
                 end = self.deflate(start, stop, info.filename, expected=info.file_size)
                 if end != stop:
@@ -286,6 +385,60 @@ def _xz_lzma2_dict(header: bytes) -> int | None:
     if prop > 40:
         return None
     return 0xFFFFFFFF if prop == 40 else (2 | (prop & 1)) << (prop // 2 + 11)
+
+
+def _is_tar(plain: bytes) -> bool:
+    return len(plain) >= 512 and plain[257:262] == b"ustar"
+
+
+def _gunzip(comp: bytes, limit: int) -> bytes:
+    """Decompress one whole gzip file, refusing more than ``limit`` bytes."""
+    d = zlib.decompressobj(31)
+    try:
+        plain = d.decompress(comp, limit + 1)
+    except zlib.error as exc:
+        raise ArchiveError(f"bad gzip data ({exc})") from exc
+    if len(plain) > limit or d.unconsumed_tail:
+        raise ArchiveError("archive expands beyond the limit (bomb?)")
+    if not d.eof or d.unused_data:
+        raise ArchiveError("gzip data truncated or followed by more")
+    return plain
+
+
+def gzip_cli(plain: bytes, level: int) -> bytes:
+    """``gzip -n -LEVEL`` of ``plain`` (GNU gzip's deflate, which zlib does not reproduce).
+
+    Debian compresses changelogs with ``gzip -9n``; its output has been stable for
+    decades and every patch using it was verified when created.
+    """
+    exe = shutil.which("gzip")
+    if exe is None:
+        raise PatchFormatError("this patch needs the gzip program, which is not installed")
+    if not 1 <= level <= 9:
+        raise PatchFormatError("bad gzip level")
+    try:
+        done = subprocess.run(
+            [exe, "-n", f"-{level}", "-c"],
+            input=plain,
+            capture_output=True,
+            timeout=_GZIP_TIMEOUT,
+            check=True,
+        )
+    except (subprocess.SubprocessError, OSError) as exc:
+        raise PatchFormatError(f"gzip failed ({exc})") from exc
+    return done.stdout
+
+
+def _find_gzip_cli(plain: bytes, comp: bytes) -> int | None:
+    if shutil.which("gzip") is None:  # pragma: no cover - gzip is on every Debian system
+        return None
+    for level in (9, 6):
+        try:
+            if gzip_cli(plain, level) == comp:
+                return level
+        except PatchFormatError:  # pragma: no cover - gzip crashed
+            return None
+    return None
 
 
 def _gzip_header_end(data: bytes, pos: int, end: int) -> int:
@@ -387,49 +540,102 @@ def decode_recipe(raw: bytes, stream_len: int, target_size: int) -> list[Op]:
         raise PatchFormatError("recipe has a partial entry")
     ops = []
     for o in range(0, len(raw), OP.size):
-        kind, p1, p2, p3, p4, exp_len, out_len = OP.unpack_from(raw, o)
-        ops.append(Op(kind, exp_len, out_len, p1, p2, p3, p4))
-    if sum(op.exp_len for op in ops) != stream_len or sum(op.out_len for op in ops) != target_size:
-        raise PatchFormatError("recipe does not cover the target")
+        kind, p1, p2, p3, p4, desc, exp_len, out_len = OP.unpack_from(raw, o)
+        ops.append(Op(kind, exp_len, out_len, p1, p2, p3, p4, desc))
     for op in ops:
-        if op.kind not in (RAW, DEFLATE, LZMA2, ZSTD) or (
-            op.kind == RAW and op.exp_len != op.out_len
+        if op.kind not in (RAW, DEFLATE, LZMA2, ZSTD, GZIP_CLI) or (
+            op.kind in (RAW, GZIP_CLI) and op.descendants
         ):
             raise PatchFormatError("bad recipe entry")
+        if op.kind == RAW and op.exp_len != op.out_len:
+            raise PatchFormatError("bad recipe entry")
+    exp, out, end = _check_tree(ops, 0, len(ops), 0)
+    if end != len(ops) or exp != stream_len or out != target_size:
+        raise PatchFormatError("recipe does not cover the target")
     return ops
+
+
+def _check_tree(ops: list[Op], i: int, end: int, depth: int) -> tuple[int, int, int]:
+    """Sum (stream bytes, output bytes) of the ops in ``[i, end)``; checks nesting."""
+    exp = out = 0
+    while i < end:
+        op = ops[i]
+        stop = i + 1 + op.descendants
+        if stop > end:
+            raise PatchFormatError("recipe nesting out of range")
+        if op.descendants:
+            if depth >= MAX_DEPTH:
+                raise PatchFormatError("recipe nested too deeply")
+            child_exp, _, _ = _check_tree(ops, i + 1, stop, depth + 1)
+            if child_exp != op.exp_len:
+                raise PatchFormatError("nested recipe does not cover its range")
+        exp += op.exp_len
+        out += op.out_len
+        i = stop
+    return exp, out, end
 
 
 def rebuild(ops: list[Op], stream: bytes) -> Iterator[bytes]:
     """Yield the archive's bytes, op by op (each checked against its declared size)."""
-    pos = 0
     view = memoryview(stream)
-    for op in ops:
-        plain = view[pos : pos + op.exp_len]
-        pos += op.exp_len
-        if op.kind == RAW:
-            out = bytes(plain)
-        elif op.kind == DEFLATE:
-            try:
-                c = zlib.compressobj(op.p1, zlib.DEFLATED, op.p3, op.p2)
-            except (ValueError, zlib.error) as exc:
-                raise PatchFormatError(f"bad deflate parameters ({exc})") from exc
-            out = c.compress(plain) + c.flush()
-        elif op.kind == LZMA2:
-            try:
-                lz = _lzma2_compressor(
-                    op.p1 & 0x7F | (lzma.PRESET_EXTREME if op.p1 & 0x80 else 0), op.p4
-                )
-                out = lz.compress(plain) + lz.flush()
-            except (ValueError, lzma.LZMAError) as exc:
-                raise PatchFormatError(f"bad lzma2 parameters ({exc})") from exc
+    pos = 0
+    i = 0
+    while i < len(ops):
+        op = ops[i]
+        if op.descendants:
+            # The plain input is what the nested ops rebuild from this op's stream range.
+            children = ops[i + 1 : i + 1 + op.descendants]
+            plain: bytes | memoryview = b"".join(
+                rebuild(children, bytes(view[pos : pos + op.exp_len]))
+            )
         else:
-            try:
-                out = _zstd_compress(bytes(plain), op.p1, op.p2)
-            except zstandard.ZstdError as exc:
-                raise PatchFormatError(f"bad zstd parameters ({exc})") from exc
-        if len(out) != op.out_len:
-            raise PatchFormatError("recipe entry produced the wrong size")
-        yield out
+            plain = view[pos : pos + op.exp_len]
+        pos += op.exp_len
+        i += 1 + op.descendants
+        yield _recompress(op, plain)
+
+
+def _recompress(op: Op, plain: bytes | memoryview) -> bytes:
+    if op.kind == RAW:
+        out = bytes(plain)
+    elif op.kind == DEFLATE:
+        try:
+            c = zlib.compressobj(op.p1, zlib.DEFLATED, op.p3, op.p2)
+        except (ValueError, zlib.error) as exc:
+            raise PatchFormatError(f"bad deflate parameters ({exc})") from exc
+        out = c.compress(plain) + c.flush()
+    elif op.kind == LZMA2:
+        try:
+            lz = _lzma2_compressor(
+                op.p1 & 0x7F | (lzma.PRESET_EXTREME if op.p1 & 0x80 else 0), op.p4
+            )
+            out = lz.compress(plain) + lz.flush()
+        except (ValueError, lzma.LZMAError) as exc:
+            raise PatchFormatError(f"bad lzma2 parameters ({exc})") from exc
+    elif op.kind == GZIP_CLI:
+        out = gzip_cli(bytes(plain), op.p1)
+    else:
+        try:
+            out = _zstd_compress(bytes(plain), op.p1, op.p2)
+        except zstandard.ZstdError as exc:
+            raise PatchFormatError(f"bad zstd parameters ({exc})") from exc
+    if len(out) != op.out_len:
+        raise PatchFormatError("recipe entry produced the wrong size")
+    return out
+
+
+def leaves(ops: list[Op]) -> list[Op]:
+    """The ops whose stream bytes are literally in the stream (not nested containers)."""
+    return [op for op in ops if not op.descendants]
+
+
+def top_level(ops: list[Op]) -> list[Op]:
+    """The ops that write the file itself (not those nested inside another)."""
+    out, i = [], 0
+    while i < len(ops):
+        out.append(ops[i])
+        i += 1 + ops[i].descendants
+    return out
 
 
 def member_key(name: str) -> str:

@@ -10,7 +10,9 @@ hash/chain tables are large enough, hence the explicit ``hash_log``/``chain_log`
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import BinaryIO
 
 import bsdiff4.core
@@ -24,6 +26,7 @@ CTRL_SIZE = 24
 # Files (or archive members) up to this size are diffed with bsdiff4 in memory
 # (bsdiff4 needs about 18x the base size); bigger ones use zstd windows.
 BSDIFF_LIMIT = 48 << 20
+PARALLEL_MIN = 1 << 20  # members at least this big are diffed in worker processes
 WINDOW = 32 << 20  # target bytes per zstd window
 MARGIN = 8 << 20  # base bytes either side of the aligned base window
 WINDOW_LEVEL = 9
@@ -42,6 +45,50 @@ def _decode_int64(b: bytes) -> int:
     return -(v & ~(1 << 63)) if v >> 63 else v
 
 
+def bsdiff_streams(base: bytes, target: bytes) -> tuple[bytes, bytes, bytes]:
+    """bsdiff4's (control, diff, extra) for ``target`` against ``base``."""
+    if base == target and base:
+        return b"", b"", b""
+    if not base:
+        # Nothing to match against: all literal (compressed later with the extras).
+        return (_encode_triple(0, len(target), 0) if target else b""), b"", target
+    result: tuple[bytes, bytes, bytes] = bsdiff4.core.diff(base, target)
+    return result
+
+
+def _bsdiff_job(job: tuple[bytes, bytes]) -> tuple[bytes, bytes, bytes]:
+    return bsdiff_streams(*job)
+
+
+def parallel_bsdiff(
+    jobs: list[tuple[bytes, bytes]], workers: int
+) -> list[tuple[bytes, bytes, bytes]]:
+    """bsdiff4 of many (base, target) pairs, in input order, using ``workers`` processes.
+
+    bsdiff4 holds the GIL, so threads do not help. Pairs of at least
+    :data:`PARALLEL_MIN` bytes go to worker processes, largest first (for balance);
+    meanwhile this process diffs the small ones.
+    """
+    big = sorted(
+        (i for i, (b, t) in enumerate(jobs) if len(b) + len(t) >= PARALLEL_MIN),
+        key=lambda i: -(len(jobs[i][0]) + len(jobs[i][1])),
+    )
+    if workers < 2 or len(big) < 2:
+        return [bsdiff_streams(b, t) for b, t in jobs]
+    results: list[tuple[bytes, bytes, bytes] | None] = [None] * len(jobs)
+    # fork: workers need nothing pickled but the pairs, and spawn would re-import the
+    # caller's __main__ (breaking unguarded scripts). Callers are single-threaded here.
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {i: pool.submit(_bsdiff_job, jobs[i]) for i in big}
+        for i, (b, t) in enumerate(jobs):
+            if i not in futures:
+                results[i] = bsdiff_streams(b, t)
+        for i, fut in futures.items():
+            results[i] = fut.result()
+    return [r for r in results if r is not None]
+
+
 class DiffBuilder:
     """Accumulates parts while a patch is created."""
 
@@ -52,17 +99,22 @@ class DiffBuilder:
         self.extra = bytearray()
         self._sink = payload_sink
 
-    def add_bsdiff(self, base: bytes, base_offset: int, target: bytes) -> None:
-        """Diff ``target`` against ``base`` (which sits at ``base_offset`` in the base stream)."""
+    def add_bsdiff(
+        self,
+        base: bytes,
+        base_offset: int,
+        target: bytes,
+        streams: tuple[bytes, bytes, bytes] | None = None,
+    ) -> None:
+        """Diff ``target`` against ``base`` (which sits at ``base_offset`` in the base stream).
+
+        ``streams`` is :func:`bsdiff_streams` of the two when already computed (in a
+        worker process, see :func:`parallel_bsdiff`).
+        """
         if base == target and base:
             self.parts.append(Part(METHOD_COPY, base_offset, len(base), len(target)))
             return
-        if not base:
-            # Nothing to match against: all literal (compressed later with the extras).
-            control = _encode_triple(0, len(target), 0) if target else b""
-            bdiff, bextra = b"", target
-        else:
-            control, bdiff, bextra = bsdiff4.core.diff(base, target)
+        control, bdiff, bextra = streams if streams is not None else bsdiff_streams(base, target)
         self.ctrl += control
         self.diff += bdiff
         self.extra += bextra

@@ -55,7 +55,8 @@ def load_minisign_key(path: str | os.PathLike[str]) -> minisign.PublicKey:
 def _id_from_base64_line(line: bytes) -> str:
     # Both formats start with a 2-byte algorithm and an 8-byte little-endian key id.
     raw = base64.b64decode(line.strip())[2:10]
-    return raw[::-1].hex().upper()
+    # As the minisign CLI prints it: "%" PRIX64 of the little-endian id, no zero padding.
+    return format(int.from_bytes(raw, "little"), "X")
 
 
 def minisign_key_id(key: minisign.PublicKey) -> str:

@@ -213,6 +213,9 @@ def test_helpers() -> None:
     assert guess_version("releases/foo-1.2.3.tar.gz") == "1.2.3"
     assert guess_version("numpy-2.1.0rc1-cp311.whl") == "2.1.0rc1"
     assert guess_version("README") == ""
+    assert guess_version("tool-1.0.bin") == "1.0"
+    assert guess_version("pool/main/t/tzdata_2026b-0+deb12u1_all.deb") == "2026b-0+deb12u1"
+    assert guess_version("x-2.0.post1.tar.gz") == "2.0.post1"
     assert base_url("http://x/y/") == "http://x/y"
     assert base_url("/tmp").startswith("file:///")
 

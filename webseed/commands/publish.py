@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,9 +14,9 @@ from webseed.commands._common import cli_errors
 from webseed.errors import KeyFileError, RepositoryIndexError
 from webseed.index.keys import RoleKeys
 from webseed.index.layout import PUBLISH_CACHE, ROLES, manifest_relpath
-from webseed.index.publisher import Publisher, PublishReport
+from webseed.index.publisher import Publisher, PublishReport, guess_version
 from webseed.integrity.keys import load_private_key
-from webseed.manifest import Manifest
+from webseed.manifest import Manifest, build_manifest
 
 
 def parse_key_specs(specs: list[str], thresholds: list[str]) -> RoleKeys:
@@ -39,10 +41,67 @@ def parse_key_specs(specs: list[str], thresholds: list[str]) -> RoleKeys:
 
 
 def publish_tree(
-    src: Path, repo: Path, keys: RoleKeys, *, mirrors: list[dict[str, Any]] | None = None
+    src: Path,
+    repo: Path,
+    keys: RoleKeys,
+    *,
+    mirrors: list[dict[str, Any]] | None = None,
+    patches: bool = True,
 ) -> PublishReport:
-    """Library entry point for build tools: publish ``src`` into ``repo`` signed with ``keys``."""
-    return Publisher(repo, keys).publish(src, mirrors=mirrors)
+    """Library entry point for build tools: publish ``src`` into ``repo`` signed with ``keys``.
+
+    With ``patches`` (and the ``[patches]`` extra installed), each new version of an
+    artifact gets patches from up to three earlier versions the repository holds,
+    published as artifacts and linked from its manifest.
+    """
+    publisher = Publisher(repo, keys)
+    hook, extra = _prepare_patches(publisher, src, repo) if patches else (None, [])
+    return publisher.publish(src, mirrors=mirrors, manifest_hook=hook, extra_files=extra)
+
+
+def _prepare_patches(
+    publisher: Publisher, src: Path, repo: Path
+) -> tuple[Callable[[Manifest, Path], Manifest] | None, list[tuple[Path, str]]]:
+    try:
+        from patches.publish import make_patches, manifest_hook, to_links
+    except ImportError:  # the bootstrap install has no [patches] extra: publish without
+        return None, []
+    try:
+        cache: dict[str, Any] = json.loads((repo / PUBLISH_CACHE).read_bytes())
+    except (OSError, ValueError):
+        return None, []  # a first publish has no earlier versions to patch from
+    old_versions = []
+    for path, record in cache.items():
+        mfile = repo / manifest_relpath(record["manifest"])
+        if (repo / path).exists() and mfile.exists():
+            manifest = Manifest.parse(mfile.read_bytes(), expected_digest=record["manifest"])
+            old_versions.append((path, repo / path, manifest))
+    made_for: dict[str, list[dict[str, Any]]] = {}
+    for file, path in publisher.walk(src):
+        st = file.stat()
+        record = cache.get(path)
+        if record and record.get("stamp") == [st.st_size, st.st_mtime_ns]:
+            continue  # unchanged since the last publish: its patches exist already
+        version = guess_version(path)
+        if not version or path.startswith(f"{PATCH_DIR}/"):
+            continue
+        new = build_manifest(file, path, version=version)
+        made = make_patches(old_versions, file, new, repo)
+        if made:
+            made_for[path] = made
+    if not made_for:
+        return None, []
+    everything = [m for made in made_for.values() for m in made]
+
+    def link(manifest: Manifest, file: Path) -> Manifest:
+        made = made_for.get(manifest.path)
+        return replace(manifest, patches=to_links(made)) if made else manifest
+
+    extra = [(Path(m["file"]), str(m["path"])) for m in everything]
+    return manifest_hook(everything, inner=link), extra
+
+
+PATCH_DIR = "patches"
 
 
 def write_package_views(repo: Path, *, pypi: bool = True, apt: bool = True) -> dict[str, int]:
@@ -96,6 +155,13 @@ def publish(
         Path | None,
         typer.Option("--mirrors", help="JSON list of mirrors to sign into the index."),
     ] = None,
+    make_patches: Annotated[
+        bool,
+        typer.Option(
+            "--patches/--no-patches",
+            help="Make patches to new versions from earlier ones the repository holds.",
+        ),
+    ] = True,
     pypi: Annotated[
         bool, typer.Option(help="Write a PEP 503/691 simple index of wheels and sdists.")
     ] = True,
@@ -110,7 +176,7 @@ def publish(
     with cli_errors():
         keys = parse_key_specs(key, threshold or [])
         mirror_list = load_mirror_list(mirrors) if mirrors else None
-        report = publish_tree(src_dir, repo, keys, mirrors=mirror_list)
+        report = publish_tree(src_dir, repo, keys, mirrors=mirror_list, patches=make_patches)
         views = write_package_views(repo, pypi=pypi, apt=apt)
     if as_json:
         typer.echo(json.dumps({**report.__dict__, **views}, sort_keys=True))

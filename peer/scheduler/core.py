@@ -610,13 +610,16 @@ class Scheduler:
             wait_o = 0.0
             if req.started is None:
                 wait_o = max(0.0, req.issued + self._latency(other) - self._now)
-            # The tail run this source could take: chunks from the end that only this
-            # request carries and this source holds.
+            # The run this source could take: the last run of adjacent chunks, nearest
+            # the end, that only this request carries and this source holds (a partial
+            # peer skips the chunks it lacks; a second thief skips stolen ones).
             tail: list[int] = []
             for c in reversed(ahead):
-                if len(self._carriers.get(c, ())) > 1 or not s.holds(c):
+                takeable = len(self._carriers.get(c, ())) <= 1 and s.holds(c)
+                if takeable and (not tail or c == tail[-1] - 1):
+                    tail.append(c)
+                elif tail:
                     break
-                tail.append(c)
             if not tail:
                 continue
             tail.reverse()

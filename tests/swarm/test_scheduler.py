@@ -366,3 +366,18 @@ def test_source_measured_at_zero_rate_does_not_break_endgame() -> None:
         sched, [FakeSource("h", 2 * MB), FakeSource("z", 0.2 * MB, 0.0, "peer", stall_after=0)]
     )
     assert sched.done and out.verified == {0}
+
+
+def test_partial_peer_steals_chunks_it_holds_from_a_claimed_range() -> None:
+    n = 8
+    sched = Scheduler(size=n * CS, chunk_size=CS, seed=0)
+    sched.handle(SourceAdded("m", kind="mirror"), 0)
+    (rm,) = sched.in_flight
+    assert (rm.first, rm.last) == (0, n - 1)  # a small file: one request claims it all
+    sched.handle(RequestStarted(rm.id), 0.05)
+    sched.handle(BytesReceived(rm.id, 1000), 0.3)  # slow: ~4 kB/s
+    sched.handle(SourceAdded("p", complete=False), 0.3)
+    acts = sched.handle(HaveBitfield("p", bitfield({0, 2, 4, 6}, n)), 0.3)
+    (rp,) = requests(acts)
+    # The last chunk of the mirror's range that p holds, not the odd tail it lacks.
+    assert rp.source == "p" and (rp.first, rp.last) == (6, 6)

@@ -55,6 +55,8 @@ class DownloadReport:
     sources: list[SourceReport] = field(default_factory=list)
     #: Seconds spent per phase (``index``, ``transfer``, ``finalize`` ...).
     phases: dict[str, float] = field(default_factory=dict)
+    #: What the caller adds: mirrors chosen or skipped and why, a patch used, ...
+    notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def throughput(self) -> float:
@@ -80,4 +82,5 @@ class DownloadReport:
             "banned": self.banned,
             "sources": [s.to_dict() for s in self.sources],
             "phases_s": {k: round(v, 6) for k, v in self.phases.items()},
+            **self.notes,
         }

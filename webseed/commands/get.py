@@ -52,6 +52,16 @@ def get(
         float, typer.Option("--give-up-after", help="Seconds without progress before failing.")
     ] = 30.0,
     seed: Annotated[int | None, typer.Option("--seed", help="Scheduler random seed.")] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option("--from", help="An earlier version you have: update it with patches."),
+    ] = None,
+    index_mirrors: Annotated[
+        int, typer.Option("--index-mirrors", help="How many of the index's mirrors to use.")
+    ] = 4,
+    client_ip: Annotated[
+        str | None, typer.Option("--client-ip", help="Your public IP, to rank mirrors by GeoIP.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
 ) -> None:
@@ -59,8 +69,8 @@ def get(
 
     Exit codes: 0 ok, 1 verification failed, 2 usage, 3 sources failed, 4 local I/O.
     """
-    if not peers and not mirrors:
-        typer.echo("error: give at least one --peer or --mirror", err=True)
+    if not peers and not mirrors and not index:
+        typer.echo("error: give at least one --peer, --mirror or --index", err=True)
         raise typer.Exit(2)
     progress: Any = None
     on_progress = None
@@ -99,6 +109,9 @@ def get(
                 seed=seed,
                 give_up_after=give_up_after,
                 on_progress=on_progress,
+                index_mirrors=index_mirrors,
+                client_ip=client_ip,
+                from_file=from_file,
             )
         )
     except (WebseedError, OSError) as exc:
@@ -121,9 +134,18 @@ def get(
         f"{report.path}: {_human(report.size)} in {report.elapsed:.2f} s "
         f"({_human(report.throughput)}/s), {report.resumed_chunks} chunks resumed"
     )
+    patch = report.notes.get("patch")
+    if patch:
+        typer.echo(
+            f"  updated with {len(patch['chain'])} patch(es): "
+            f"fetched {_human(patch['patch_bytes'])}"
+            f" instead of {_human(patch['full_bytes'])} ({patch['saved_pct']}% saved)"
+        )
     for s in report.sources:
         note = f"  BANNED: {s.banned}" if s.banned else ""
         typer.echo(f"  {s.kind:6} {s.url}  {_human(s.bytes)} in {s.requests} requests{note}")
+    for skipped in report.notes.get("index_mirrors", {}).get("skipped", []):
+        typer.echo(f"  skipped {skipped['url']}: {skipped['why']}")
 
 
 def register(app: typer.Typer) -> None:

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from peer.engine import DownloadReport, SourceSpec, download
 from peer.engine.driver import Progress
 from peer.scheduler import SchedulerConfig
@@ -49,6 +51,24 @@ def fetch_manifest(index: TrustedIndex, entry: IndexEntry, bases: Sequence[str])
         try:
             return index.fetch_manifest(entry, base)
         except (RepositoryIndexError, IntegrityError, ManifestError) as exc:
+            last = exc
+    raise last
+
+
+def open_first_index(
+    bases: Sequence[str], key: Ed25519PublicKey, state_dir: Path | None
+) -> TrustedIndex:
+    """The signed index from the first of ``bases`` that serves a trustworthy one.
+
+    Any peer or mirror can serve the index; an unreachable or blocked one is
+    skipped (connect time-outs are short), a forged or stale one too, and the
+    last error is raised when none works.
+    """
+    last: WebseedError = RepositoryIndexError("no source to fetch the index from")
+    for base in dict.fromkeys(bases):
+        try:
+            return open_index(base, key, state_dir=state_dir)
+        except (RepositoryIndexError, IntegrityError) as exc:
             last = exc
     raise last
 
@@ -213,10 +233,12 @@ async def get_artifact(
     sources = sources_from(peers, mirrors)
     if not sources and not index_url:
         raise NoSourcesError("give at least one --peer, --mirror or --index")
-    index_base = index_url or sources[0].base
     t0 = time.perf_counter()
     key = load_public_key(root_key)
-    index = await asyncio.to_thread(open_index, index_base, key, state_dir=state_dir)
+    index = await asyncio.to_thread(
+        open_first_index, [index_url] if index_url else [s.base for s in sources], key, state_dir
+    )
+    index_base = index.base
     chosen, skipped = choose_index_mirrors(
         index, [s.base for s in sources], limit=index_mirrors, client_ip=client_ip
     )

@@ -78,7 +78,9 @@ class Fetcher(FetcherInterface):
                 yield chunk
 
     def _http_chunks(self, url: str) -> Iterator[bytes]:
-        client = self._client or httpx.Client(timeout=self._timeout, follow_redirects=True)
+        # A short connect time-out: a blocked source must not hold the index up.
+        timeout = httpx.Timeout(self._timeout, connect=min(3.0, self._timeout))
+        client = self._client or httpx.Client(timeout=timeout, follow_redirects=True)
         try:
             with client.stream("GET", url) as response:
                 if response.status_code != 200:

@@ -1,0 +1,640 @@
+"""The swarm scheduler: which chunk to ask from which source, and when. No I/O, no clock.
+
+Feed it events with :meth:`Scheduler.handle` (each with the driver's current
+time); it returns the actions to carry out. Given the same seed, the same
+events at the same times give the same actions, so the asyncio engine and the
+discrete-event simulator run identical logic. See ``docs/scheduler.md``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from peer.scheduler.actions import (
+    Action,
+    Ban,
+    Cancel,
+    FallBackToMirrors,
+    Finished,
+    NeedMoreSources,
+    Request,
+)
+from peer.scheduler.config import SchedulerConfig
+from peer.scheduler.estimate import Ewma, RateMeter
+from peer.scheduler.events import (
+    BytesReceived,
+    ChunkCorrupt,
+    ChunkVerified,
+    Event,
+    Have,
+    HaveBitfield,
+    Lacks,
+    RequestDone,
+    RequestFailed,
+    RequestStarted,
+    SourceAdded,
+    SourceKind,
+    SourceRemoved,
+    Tick,
+)
+
+
+@dataclass(frozen=True)
+class SourceStats:
+    """What the scheduler knows about one source (for reports and tests)."""
+
+    source: str
+    kind: SourceKind
+    rate: float | None
+    latency: float | None
+    bytes_received: int
+    chunks_verified: int
+    requests_in_flight: int
+    failures: int
+    banned: str | None
+    removed: bool
+
+
+class _Source:
+    def __init__(self, sid: str, kind: SourceKind, complete: bool, cfg: SchedulerConfig) -> None:
+        self.id = sid
+        self.kind = kind
+        # None: holds every chunk. Otherwise one byte per chunk.
+        self.has: bytearray | None = None if complete or kind == "mirror" else bytearray()
+        self.known = complete or kind == "mirror"
+        self.banned: str | None = None
+        self.removed = False
+        self.failures = 0
+        self.backoff_until = 0.0
+        self.meter = RateMeter(cfg.ewma_alpha, cfg.rate_window)
+        self.latency = Ewma(cfg.ewma_alpha)
+        self.requests: set[int] = set()
+        self.next_chunk = -1  # chunk after its last request: continuing there coalesces
+        self.probe_at = 0.0
+        self.bytes_received = 0
+        self.chunks_verified = 0
+
+    def holds(self, chunk: int) -> bool:
+        return self.has is None or (chunk < len(self.has) and bool(self.has[chunk]))
+
+    @property
+    def present(self) -> bool:
+        return self.banned is None and not self.removed
+
+
+@dataclass
+class _Req:
+    action: Request
+    issued: float
+    started: float | None = None
+    last_progress: float = 0.0
+    received: int = 0
+    done: set[int] = field(default_factory=set)  # chunks of this request already past
+
+
+class Scheduler:
+    """Sans-I/O download scheduler for one artifact of ``chunk_count`` chunks.
+
+    ``size`` and ``chunk_size`` give the byte ranges; ``verified`` lists chunks
+    already held (resume); ``seed`` makes every random choice reproducible.
+    """
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        chunk_size: int,
+        seed: int = 0,
+        verified: Iterable[int] = (),
+        config: SchedulerConfig | None = None,
+    ) -> None:
+        if chunk_size <= 0 or size < 0:
+            raise ValueError("size must be >= 0 and chunk_size > 0")
+        self.config = config or SchedulerConfig()
+        self.size = size
+        self.chunk_size = chunk_size
+        self.chunk_count = -(-size // chunk_size)
+        self._rng = random.Random(seed)
+        # Tie-break order: one random key per chunk, drawn once, so picks are reproducible.
+        order = list(range(self.chunk_count))
+        self._rng.shuffle(order)
+        self._tiebreak = [0] * self.chunk_count
+        for rank, chunk in enumerate(order):
+            self._tiebreak[chunk] = rank
+        self._verified = bytearray(self.chunk_count)
+        self._missing = self.chunk_count
+        for chunk in verified:
+            if 0 <= chunk < self.chunk_count and not self._verified[chunk]:
+                self._verified[chunk] = 1
+                self._missing -= 1
+        self._carriers: dict[int, set[int]] = {}
+        self._sources: dict[str, _Source] = {}
+        self._requests: dict[int, _Req] = {}
+        self._next_id = 1
+        # Availability = sources holding everything + per-chunk count of partial holders.
+        self._complete_holders = 0
+        self._partial_avail = [0] * self.chunk_count
+        self._now = 0.0
+        self._finished_sent = False
+        self._advice_at = 0.0
+
+    # -- queries -------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        """Every chunk is verified."""
+        return self._missing == 0
+
+    @property
+    def missing(self) -> int:
+        """How many chunks are not verified yet."""
+        return self._missing
+
+    def is_verified(self, chunk: int) -> bool:
+        """Chunk ``chunk`` is verified."""
+        return bool(self._verified[chunk])
+
+    @property
+    def in_flight(self) -> list[Request]:
+        """The requests the scheduler believes are running, oldest first."""
+        return [r.action for r in self._requests.values()]
+
+    @property
+    def stuck(self) -> bool:
+        """Not done, nothing in flight, and no present source holds any missing chunk."""
+        if self.done or self._requests:
+            return False
+        return all(
+            self._availability(c) == 0 for c in range(self.chunk_count) if not self._verified[c]
+        )
+
+    def stats(self) -> list[SourceStats]:
+        """Per-source statistics, in the order sources were added."""
+        return [
+            SourceStats(
+                source=s.id,
+                kind=s.kind,
+                rate=s.meter.avg.value,
+                latency=s.latency.value,
+                bytes_received=s.bytes_received,
+                chunks_verified=s.chunks_verified,
+                requests_in_flight=len(s.requests),
+                failures=s.failures,
+                banned=s.banned,
+                removed=s.removed,
+            )
+            for s in self._sources.values()
+        ]
+
+    def next_wakeup(self) -> float | None:
+        """Earliest time a :class:`Tick` could change anything (time-out, back-off end), or None."""
+        times: list[float] = []
+        for req in self._requests.values():
+            times.append(self._stall_deadline(req))
+        for s in self._sources.values():
+            if s.present and s.backoff_until > self._now:
+                times.append(s.backoff_until)
+        if not self.done and self._sources:
+            times.append(max(self._advice_at, self._now + 1e-3))
+        return min(times) if times else None
+
+    # -- the one entry point --------------------------------------------------------
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        """Apply ``event`` seen at time ``now`` (seconds, any epoch, never decreasing)."""
+        self._now = max(self._now, now)
+        out: list[Action] = []
+        only: _Source | None = None
+        match event:
+            case SourceAdded():
+                self._add_source(event)
+            case SourceRemoved():
+                s = self._sources.get(event.source)
+                if s is not None and not s.removed:
+                    self._cancel_source(s, "source removed", out)
+                    self._set_holdings(s, None, present=False)
+                    s.removed = True
+            case HaveBitfield():
+                s = self._sources.get(event.source)
+                if s is not None and s.present:
+                    self._set_bitfield(s, event.bitfield)
+            case Have():
+                s = self._sources.get(event.source)
+                if s is not None and s.present and 0 <= event.chunk < self.chunk_count:
+                    self._set_one(s, event.chunk, True)
+            case Lacks():
+                s = self._sources.get(event.source)
+                if s is not None and s.present and 0 <= event.chunk < self.chunk_count:
+                    self._set_one(s, event.chunk, False)
+            case RequestStarted():
+                req = self._requests.get(event.request)
+                if req is not None:
+                    self._started(req)
+            case BytesReceived():
+                req = self._requests.get(event.request)
+                if req is not None:
+                    only = self._bytes(req, event.n, out)
+                else:
+                    return out
+            case ChunkVerified():
+                self._chunk_verified(event, out)
+            case ChunkCorrupt():
+                self._chunk_corrupt(event, out)
+            case RequestDone():
+                req = self._requests.get(event.request)
+                if req is not None:
+                    self._request_done(req, out)
+            case RequestFailed():
+                req = self._requests.get(event.request)
+                if req is not None:
+                    self._request_failed(req, event, out)
+            case Tick():
+                self._timeouts(out)
+        if self.done:
+            if not self._finished_sent:
+                self._finished_sent = True
+                for rid in list(self._requests):
+                    self._drop_request(rid, "download finished", out)
+                out.append(Finished())
+            return out
+        if only is not None:
+            self._fill(only, out)
+        else:
+            self._schedule(out)
+        if isinstance(event, Tick):
+            self._advise(out)
+        return out
+
+    # -- sources and holdings ---------------------------------------------------------
+
+    def _add_source(self, ev: SourceAdded) -> None:
+        old = self._sources.get(ev.source)
+        if old is not None and old.present:
+            return
+        if old is not None and old.banned is not None:
+            return  # a banned source stays banned for this download
+        s = _Source(ev.source, ev.kind, ev.complete, self.config)
+        self._sources[ev.source] = s
+        if s.has is None:
+            self._complete_holders += 1
+
+    def _set_holdings(self, s: _Source, has: bytearray | None, *, present: bool = True) -> None:
+        """Replace ``s``'s holdings, keeping the availability counts right."""
+        if s.present and s.known:
+            if s.has is None:
+                self._complete_holders -= 1
+            else:
+                for c, v in enumerate(s.has):
+                    if v:
+                        self._partial_avail[c] -= 1
+        s.has = has
+        if present and s.present:
+            s.known = True
+            if has is None:
+                self._complete_holders += 1
+            else:
+                for c, v in enumerate(has):
+                    if v:
+                        self._partial_avail[c] += 1
+
+    def _set_bitfield(self, s: _Source, bitfield: bytes) -> None:
+        has = bytearray(self.chunk_count)
+        for c in range(min(self.chunk_count, len(bitfield) * 8)):
+            if bitfield[c >> 3] & (0x80 >> (c & 7)):
+                has[c] = 1
+        self._set_holdings(s, None if all(has) else has)
+
+    def _set_one(self, s: _Source, chunk: int, value: bool) -> None:
+        if s.holds(chunk) == value and s.known:
+            return
+        if s.has is None:
+            has = bytearray(b"\x01" * self.chunk_count)
+        elif not s.known:
+            has = bytearray(self.chunk_count)
+        else:
+            has = bytearray(s.has)
+        has[chunk] = 1 if value else 0
+        self._set_holdings(s, None if all(has) else has)
+
+    def _availability(self, chunk: int) -> int:
+        return self._complete_holders + self._partial_avail[chunk]
+
+    # -- request life cycle -----------------------------------------------------------
+
+    def _started(self, req: _Req) -> None:
+        if req.started is None:
+            req.started = self._now
+            req.last_progress = self._now
+            s = self._sources[req.action.source]
+            s.latency.add(max(0.0, self._now - req.issued))
+            s.meter.open(self._now)
+
+    def _bytes(self, req: _Req, n: int, out: list[Action]) -> _Source:
+        self._started(req)
+        s = self._sources[req.action.source]
+        req.received = min(req.action.length, req.received + max(0, n))
+        req.last_progress = self._now
+        s.bytes_received += n
+        s.meter.add(n, self._now)
+        # Chunks whose bytes have fully passed: nothing more to expect from them here.
+        passed_upto = req.action.first + req.received // self.chunk_size
+        if req.received == req.action.length:
+            passed_upto = req.action.last + 1
+        for c in range(req.action.first, passed_upto):
+            req.done.add(c)
+        self._cancel_if_useless(req, out)
+        return s
+
+    def _cancel_if_useless(self, req: _Req, out: list[Action]) -> None:
+        """Cancel ``req`` if every chunk still ahead of it is verified (it lost a race)."""
+        ahead = [c for c in req.action.chunks if c not in req.done]
+        if ahead and all(self._verified[c] for c in ahead):
+            self._drop_request(req.action.id, "verified elsewhere", out)
+
+    def _chunk_verified(self, ev: ChunkVerified, out: list[Action]) -> None:
+        c = ev.chunk
+        if not 0 <= c < self.chunk_count:
+            return
+        for sid in ev.sources:
+            s = self._sources.get(sid)
+            if s is not None:
+                s.failures = 0
+                s.chunks_verified += 1
+        if self._verified[c]:
+            return
+        self._verified[c] = 1
+        self._missing -= 1
+        for rid in list(self._carriers.get(c, ())):
+            req = self._requests.get(rid)
+            if req is not None:
+                self._cancel_if_useless(req, out)
+
+    def _chunk_corrupt(self, ev: ChunkCorrupt, out: list[Action]) -> None:
+        for sid in ev.sources:
+            s = self._sources.get(sid)
+            if s is None or s.banned is not None:
+                continue
+            self._cancel_source(s, "source banned", out)
+            self._set_holdings(s, None, present=False)
+            s.banned = f"corrupt data in chunk {ev.chunk}"
+            out.append(Ban(sid, s.banned))
+
+    def _request_done(self, req: _Req, out: list[Action]) -> None:
+        short = req.received < req.action.length
+        s = self._sources[req.action.source]
+        self._forget(req)
+        if short:
+            self._failure(s, None)
+
+    def _request_failed(self, req: _Req, ev: RequestFailed, out: list[Action]) -> None:
+        s = self._sources[req.action.source]
+        ahead = [c for c in req.action.chunks if c not in req.done]
+        self._forget(req)
+        if ev.kind == "missing":
+            for c in ahead:
+                self._set_one(s, c, False)
+        elif ev.kind == "busy":
+            wait = ev.retry_after if ev.retry_after is not None else self.config.base_backoff
+            s.backoff_until = max(s.backoff_until, self._now + wait)
+        else:
+            self._failure(s, None)
+
+    def _failure(self, s: _Source, backoff: float | None) -> None:
+        s.failures += 1
+        cfg = self.config
+        wait = backoff if backoff is not None else cfg.base_backoff * 2 ** (s.failures - 1)
+        s.backoff_until = self._now + min(cfg.max_backoff, wait)
+
+    def _stall_deadline(self, req: _Req) -> float:
+        s = self._sources[req.action.source]
+        cfg = self.config
+        limit = max(cfg.stall_timeout, cfg.stall_latencies * s.latency.get(cfg.initial_latency))
+        ref = req.last_progress if req.started is not None else req.issued
+        return ref + limit
+
+    def _timeouts(self, out: list[Action]) -> None:
+        for rid, req in list(self._requests.items()):
+            if self._now >= self._stall_deadline(req):
+                s = self._sources[req.action.source]
+                s.meter.stalled_sample(self._now)
+                self._drop_request(rid, "stalled", out)
+                self._failure(s, None)
+
+    def _forget(self, req: _Req) -> None:
+        rid = req.action.id
+        self._requests.pop(rid, None)
+        s = self._sources[req.action.source]
+        s.requests.discard(rid)
+        if not s.requests:
+            s.meter.close()
+        for c in req.action.chunks:
+            carriers = self._carriers.get(c)
+            if carriers is not None:
+                carriers.discard(rid)
+                if not carriers:
+                    del self._carriers[c]
+
+    def _drop_request(self, rid: int, reason: str, out: list[Action]) -> None:
+        req = self._requests.get(rid)
+        if req is None:
+            return
+        self._forget(req)
+        out.append(Cancel(rid, req.action.source, reason))
+
+    def _cancel_source(self, s: _Source, reason: str, out: list[Action]) -> None:
+        for rid in sorted(s.requests):
+            self._drop_request(rid, reason, out)
+
+    # -- choosing ------------------------------------------------------------------------
+
+    def _rate(self, s: _Source) -> float:
+        return s.meter.avg.get(self.config.initial_rate)
+
+    def _latency(self, s: _Source) -> float:
+        return s.latency.get(self.config.initial_latency)
+
+    def _usable(self, s: _Source) -> bool:
+        return s.present and s.known and self._now >= s.backoff_until
+
+    def _outstanding(self, s: _Source) -> int:
+        return sum(
+            self._requests[rid].action.length - self._requests[rid].received for rid in s.requests
+        )
+
+    def _wants_more(self, s: _Source) -> bool:
+        if not self._usable(s) or len(s.requests) >= self.config.max_requests_per_source:
+            return False
+        if not s.requests:
+            return True
+        # Keep the bandwidth-delay product (plus a margin) requested but not yet received.
+        target = self._rate(s) * (2 * self._latency(s) + self.config.pipeline_seconds)
+        return self._outstanding(s) < target
+
+    def _schedule(self, out: list[Action]) -> None:
+        ranked = sorted(
+            (s for s in self._sources.values() if self._usable(s)),
+            key=lambda s: (-self._rate(s), s.id),
+        )
+        for s in ranked:
+            self._fill(s, out)
+
+    def _fill(self, s: _Source, out: list[Action]) -> None:
+        for _ in range(self.config.max_requests_per_source):
+            if not self._wants_more(s):
+                return
+            action = self._pick(s)
+            if action is None:
+                return
+            self._issue(action)
+            out.append(action)
+
+    def _total_rate(self) -> float:
+        return sum(self._rate(s) for s in self._sources.values() if self._usable(s))
+
+    def _is_slow(self, s: _Source, total: float) -> bool:
+        rate = s.meter.avg.value
+        return rate is not None and rate < self.config.slow_fraction * total
+
+    def _pick(self, s: _Source) -> Request | None:
+        cfg = self.config
+        total = self._total_rate()
+        slow = self._is_slow(s, total)
+        probing = slow and self._now >= s.probe_at
+        fast_start = self.chunk_count - self._missing < cfg.fast_start_chunks
+        best: tuple[int, int, int] | None = None
+        best_chunk = -1
+        unclaimed = 0
+        for c in range(self.chunk_count):
+            if self._verified[c] or c in self._carriers:
+                continue
+            unclaimed += 1
+            if not s.holds(c):
+                continue
+            avail = self._availability(c)
+            if slow and not probing and avail > 1:
+                continue  # a slow source only gets what nobody else has
+            rarity = -avail if fast_start else avail
+            key = (rarity, 0 if c == s.next_chunk else 1, self._tiebreak[c])
+            if best is None or key < best:
+                best = key
+                best_chunk = c
+        if best is None:
+            return self._steal(s)
+        rate = self._rate(s)
+        want = rate * cfg.request_seconds
+        if total > 0:
+            # Near the end, share what is left in proportion to rate so all finish together.
+            want = min(want, unclaimed * self.chunk_size * rate / total)
+        want = min(want, cfg.max_request_bytes)
+        if probing:
+            s.probe_at = self._now + cfg.probe_interval
+            want = 0
+        count = max(1, int(want // self.chunk_size))
+        last = best_chunk
+        while (
+            last + 1 < self.chunk_count
+            and last + 1 - best_chunk < count
+            and not self._verified[last + 1]
+            and last + 1 not in self._carriers
+            and s.holds(last + 1)
+        ):
+            last += 1
+        return self._make(s, best_chunk, last)
+
+    def _steal(self, s: _Source) -> Request | None:
+        """End-game: take over the tail of the request that would finish last, if faster."""
+        if s.requests:
+            return None  # only an idle source steals, so duplicates stay few
+        cfg = self.config
+        rate_s = self._rate(s)
+        lat_s = self._latency(s)
+        best: tuple[float, int, int] | None = None
+        for req in self._requests.values():
+            other = self._sources[req.action.source]
+            if other is s:
+                continue
+            ahead = [c for c in req.action.chunks if c not in req.done and not self._verified[c]]
+            if not ahead:
+                continue
+            rate_o = max(1.0, self._rate(other))
+            wait_o = 0.0
+            if req.started is None:
+                wait_o = max(0.0, req.issued + self._latency(other) - self._now)
+            # The tail run this source could take: chunks from the end that only this
+            # request carries and this source holds.
+            tail: list[int] = []
+            for c in reversed(ahead):
+                if len(self._carriers.get(c, ())) > 1 or not s.holds(c):
+                    break
+                tail.append(c)
+            if not tail:
+                continue
+            tail.reverse()
+            remaining = req.action.length - req.received
+            finish_o = wait_o + remaining / rate_o
+            # Split so both finish together: other keeps B-x, this one takes x.
+            x = (finish_o - lat_s) * rate_o * rate_s / (rate_o + rate_s)
+            n = min(len(tail), int(x // self.chunk_size))
+            if n < 1:
+                n = 1
+                last_len = self._chunk_len(tail[-1])
+                mine = lat_s + last_len / rate_s
+                if mine >= finish_o * (1 - cfg.endgame_gain):
+                    continue
+            first, last = tail[-n], tail[-1]
+            gain = finish_o
+            if best is None or (gain, -first) > (best[0], -best[1]):
+                best = (gain, first, last)
+        if best is None:
+            return None
+        return self._make(s, best[1], best[2])
+
+    def _chunk_len(self, c: int) -> int:
+        return min(self.chunk_size, self.size - c * self.chunk_size)
+
+    def _make(self, s: _Source, first: int, last: int) -> Request:
+        rid = self._next_id
+        self._next_id += 1
+        return Request(
+            id=rid,
+            source=s.id,
+            first=first,
+            last=last,
+            start=first * self.chunk_size,
+            end=min((last + 1) * self.chunk_size, self.size),
+        )
+
+    def _issue(self, action: Request) -> None:
+        req = _Req(action=action, issued=self._now, last_progress=self._now)
+        self._requests[action.id] = req
+        s = self._sources[action.source]
+        s.requests.add(action.id)
+        s.next_chunk = action.last + 1
+        for c in action.chunks:
+            self._carriers.setdefault(c, set()).add(action.id)
+
+    # -- advice ----------------------------------------------------------------------------
+
+    def _advise(self, out: list[Action]) -> None:
+        if self._now < self._advice_at:
+            return
+        orphans = sum(
+            1
+            for c in range(self.chunk_count)
+            if not self._verified[c] and self._availability(c) == 0
+        )
+        present = [s for s in self._sources.values() if s.present]
+        has_mirror = any(s.kind == "mirror" for s in present)
+        peers_usable = any(self._usable(s) for s in present if s.kind == "peer")
+        advised = False
+        if orphans:
+            out.append(NeedMoreSources(orphans, f"{orphans} missing chunks have no source"))
+            advised = True
+        if not has_mirror and (orphans or not peers_usable):
+            why = "peers lack some chunks" if orphans else "no peer is usable"
+            out.append(FallBackToMirrors(why))
+            advised = True
+        if advised:
+            self._advice_at = self._now + self.config.advice_interval

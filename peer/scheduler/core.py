@@ -73,6 +73,7 @@ class _Source:
         self.requests: set[int] = set()
         self.next_chunk = -1  # chunk after its last request: continuing there coalesces
         self.probe_at = 0.0
+        self.max_chunks: int | None = None  # halved by each 404/416 on a multi-chunk range
         self.bytes_received = 0
         self.chunks_verified = 0
 
@@ -196,8 +197,8 @@ class Scheduler:
         for s in self._sources.values():
             if s.present and s.backoff_until > self._now:
                 times.append(s.backoff_until)
-        if not self.done and self._sources:
-            times.append(max(self._advice_at, self._now + 1e-3))
+        if not self.done and self._advice_needed():
+            times.append(max(self._advice_at, self._now))
         return min(times) if times else None
 
     # -- the one entry point --------------------------------------------------------
@@ -387,14 +388,21 @@ class Scheduler:
         self._forget(req)
         if short:
             self._failure(s, None)
+        elif s.max_chunks is not None:
+            s.max_chunks *= 2
 
     def _request_failed(self, req: _Req, ev: RequestFailed, out: list[Action]) -> None:
         s = self._sources[req.action.source]
         ahead = [c for c in req.action.chunks if c not in req.done]
         self._forget(req)
         if ev.kind == "missing":
-            for c in ahead:
-                self._set_one(s, c, False)
+            if len(ahead) == 1:
+                self._set_one(s, ahead[0], False)
+            elif ahead:
+                # Some chunk in the range is not held, but which? Bisect: retry from the
+                # same place with half as many chunks, down to one (then it is known).
+                s.max_chunks = max(1, len(ahead) // 2)
+                s.next_chunk = ahead[0]
         elif ev.kind == "busy":
             wait = ev.retry_after if ev.retry_after is not None else self.config.base_backoff
             s.backoff_until = max(s.backoff_until, self._now + wait)
@@ -503,9 +511,9 @@ class Scheduler:
         slow = self._is_slow(s, total)
         probing = slow and self._now >= s.probe_at
         fast_start = self.chunk_count - self._missing < cfg.fast_start_chunks
-        best: tuple[int, int, int] | None = None
-        best_chunk = -1
         unclaimed = 0
+        best_rarity: int | None = None
+        candidates: list[int] = []  # the chunks of best rarity, ascending
         for c in range(self.chunk_count):
             if self._verified[c] or c in self._carriers:
                 continue
@@ -516,12 +524,14 @@ class Scheduler:
             if slow and not probing and avail > 1:
                 continue  # a slow source only gets what nobody else has
             rarity = -avail if fast_start else avail
-            key = (rarity, 0 if c == s.next_chunk else 1, self._tiebreak[c])
-            if best is None or key < best:
-                best = key
-                best_chunk = c
-        if best is None:
+            if best_rarity is None or rarity < best_rarity:
+                best_rarity = rarity
+                candidates = [c]
+            elif rarity == best_rarity:
+                candidates.append(c)
+        if not candidates:
             return self._steal(s)
+        best_chunk = self._start_of(s, candidates)
         rate = self._rate(s)
         want = rate * cfg.request_seconds
         if total > 0:
@@ -532,6 +542,8 @@ class Scheduler:
             s.probe_at = self._now + cfg.probe_interval
             want = 0
         count = max(1, int(want // self.chunk_size))
+        if s.max_chunks is not None:
+            count = min(count, s.max_chunks)
         last = best_chunk
         while (
             last + 1 < self.chunk_count
@@ -542,6 +554,33 @@ class Scheduler:
         ):
             last += 1
         return self._make(s, best_chunk, last)
+
+    def _start_of(self, s: _Source, candidates: list[int]) -> int:
+        """Where to start among equally rare ``candidates``: continue the source's last
+        request if possible, else open the longest free run (random among equals) at its
+        beginning, or in its middle if another request is streaming towards it."""
+        if s.next_chunk in candidates:
+            return s.next_chunk
+        best: tuple[int, int] | None = None
+        run_first = candidates[0]
+        prev = candidates[0]
+        runs: list[tuple[int, int]] = []
+        for c in candidates[1:]:
+            if c != prev + 1:
+                runs.append((run_first, prev))
+                run_first = c
+            prev = c
+        runs.append((run_first, prev))
+        chosen = runs[0]
+        for first, last in runs:
+            key = (-(last - first), self._tiebreak[first])
+            if best is None or key < best:
+                best = key
+                chosen = (first, last)
+        first, last = chosen
+        if first > 0 and first - 1 in self._carriers:
+            return first + (last - first + 1) // 2
+        return first
 
     def _steal(self, s: _Source) -> Request | None:
         """End-game: take over the tail of the request that would finish last, if faster."""
@@ -617,24 +656,35 @@ class Scheduler:
 
     # -- advice ----------------------------------------------------------------------------
 
-    def _advise(self, out: list[Action]) -> None:
-        if self._now < self._advice_at:
-            return
-        orphans = sum(
+    def _orphans(self) -> int:
+        return sum(
             1
             for c in range(self.chunk_count)
             if not self._verified[c] and self._availability(c) == 0
         )
+
+    def _fallback_reason(self, orphans: int) -> str | None:
         present = [s for s in self._sources.values() if s.present]
-        has_mirror = any(s.kind == "mirror" for s in present)
-        peers_usable = any(self._usable(s) for s in present if s.kind == "peer")
-        advised = False
+        if any(s.kind == "mirror" for s in present):
+            return None
+        if orphans:
+            return "peers lack some chunks"
+        if not any(self._usable(s) for s in present if s.kind == "peer"):
+            return "no peer is usable"
+        return None
+
+    def _advice_needed(self) -> bool:
+        orphans = self._orphans()
+        return bool(orphans) or self._fallback_reason(orphans) is not None
+
+    def _advise(self, out: list[Action]) -> None:
+        if self._now < self._advice_at:
+            return
+        orphans = self._orphans()
+        why = self._fallback_reason(orphans)
         if orphans:
             out.append(NeedMoreSources(orphans, f"{orphans} missing chunks have no source"))
-            advised = True
-        if not has_mirror and (orphans or not peers_usable):
-            why = "peers lack some chunks" if orphans else "no peer is usable"
+        if why is not None:
             out.append(FallBackToMirrors(why))
-            advised = True
-        if advised:
+        if orphans or why is not None:
             self._advice_at = self._now + self.config.advice_interval

@@ -1,0 +1,132 @@
+"""One ranged GET: stream the body chunk by chunk into bounded buffers, report events.
+
+Each request holds at most one chunk's bytes in memory at a time; a chunk is
+handed to the store (which verifies it) as soon as its last byte arrives.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from peer.scheduler import (
+    BytesReceived,
+    ChunkCorrupt,
+    ChunkVerified,
+    Event,
+    Request,
+    RequestDone,
+    RequestFailed,
+    RequestStarted,
+)
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+
+#: Verify and store one chunk; True if it verified, False if corrupt, None if not needed.
+ChunkSink = Callable[[int, memoryview], Awaitable[bool | None]]
+Push = Callable[[Event], None]
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds only; dates are ignored)."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value.strip()))
+    except ValueError:
+        return None
+
+
+def check_content_range(value: str | None, start: int, end: int, size: int) -> str | None:
+    """Why a 206's ``Content-Range`` does not match what was asked, or None if it does."""
+    m = _CONTENT_RANGE.match(value or "")
+    if m is None:
+        return f"bad Content-Range {value!r}"
+    first, last, total = int(m[1]), int(m[2]), m[3]
+    if (first, last + 1) != (start, end):
+        return f"Content-Range {value!r} is not the range asked ({start}-{end - 1})"
+    if total != "*" and int(total) != size:
+        return f"Content-Range {value!r}: the source's file is not {size} bytes"
+    return None
+
+
+async def fetch(
+    client: httpx.AsyncClient,
+    url: str,
+    req: Request,
+    *,
+    size: int,
+    chunk_size: int,
+    sink: ChunkSink,
+    push: Push,
+) -> int:
+    """Run request ``req`` against ``url``; report progress through ``push``.
+
+    Returns the body bytes consumed. Cancellation propagates with no event
+    (the scheduler already forgot a request it cancelled).
+    """
+    headers = {"Range": f"bytes={req.start}-{req.end - 1}", "Accept-Encoding": "identity"}
+    got = 0
+    try:
+        async with client.stream("GET", url, headers=headers) as resp:
+            status = resp.status_code
+            if status in (404, 410, 416):
+                push(RequestFailed(req.id, "missing", f"HTTP {status}"))
+                return 0
+            if status in (429, 503):
+                wait = retry_after(resp.headers.get("retry-after"))
+                push(RequestFailed(req.id, "busy", f"HTTP {status}", wait))
+                return 0
+            problem: str | None = None
+            if status == 206:
+                problem = check_content_range(
+                    resp.headers.get("content-range"), req.start, req.end, size
+                )
+            elif status == 200:
+                # The server ignored Range: usable only from the file's first byte.
+                if req.start != 0:
+                    problem = "server ignored the Range header"
+            else:
+                problem = f"HTTP {status}"
+            if problem is not None:
+                push(RequestFailed(req.id, "error", problem))
+                return 0
+            push(RequestStarted(req.id))
+            chunk = req.first
+            buf = bytearray(_chunk_len(chunk, chunk_size, size))
+            filled = 0
+            async for piece in resp.aiter_raw():
+                view = memoryview(piece)[: req.length - got]
+                if not view:
+                    break
+                got += len(view)
+                push(BytesReceived(req.id, len(view)))
+                while view:
+                    take = min(len(view), len(buf) - filled)
+                    buf[filled : filled + take] = view[:take]
+                    filled += take
+                    view = view[take:]
+                    if filled == len(buf):
+                        ok = await sink(chunk, memoryview(buf))
+                        if ok is True:
+                            push(ChunkVerified(chunk, (req.source,)))
+                        elif ok is False:
+                            push(ChunkCorrupt(chunk, (req.source,)))
+                        chunk += 1
+                        if chunk > req.last:
+                            break
+                        buf = bytearray(_chunk_len(chunk, chunk_size, size))
+                        filled = 0
+                if got >= req.length:
+                    break
+    except (httpx.HTTPError, OSError) as exc:
+        push(RequestFailed(req.id, "error", f"{type(exc).__name__}: {exc}"))
+        return got
+    push(RequestDone(req.id))
+    return got
+
+
+def _chunk_len(chunk: int, chunk_size: int, size: int) -> int:
+    return min(chunk_size, size - chunk * chunk_size)

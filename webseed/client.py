@@ -14,6 +14,7 @@ chunks, verifying each before it counts. Interrupted downloads resume from
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -72,11 +73,13 @@ async def get_artifact(
     if not sources:
         raise NoSourcesError("give at least one --peer or --mirror")
     index_base = index_url or sources[0].base
+    t0 = time.perf_counter()
     key = load_public_key(root_key)
     index = await asyncio.to_thread(open_index, index_base, key, state_dir=state_dir)
     entry = index.lookup(path)
     manifest = await asyncio.to_thread(fetch_manifest, index, entry, [s.base for s in sources])
-    return await download(
+    index_s = time.perf_counter() - t0
+    report = await download(
         manifest,
         sources,
         out,
@@ -85,3 +88,5 @@ async def get_artifact(
         give_up_after=give_up_after,
         on_progress=on_progress,
     )
+    report.phases["index"] = index_s
+    return report

@@ -125,7 +125,9 @@ class Engine:
             if not store.complete:
                 await self._download(client, store)
             report.elapsed = loop.time() - t0
+            report.phases["transfer"] = report.elapsed
             store.finalize(dest)
+            report.phases["finalize"] = loop.time() - t0 - report.elapsed
         finally:
             for task in [*self._tasks.values(), *self._side]:
                 task.cancel()

@@ -51,6 +51,8 @@ class DownloadReport:
     fetched_bytes: int = 0
     corrupt_chunks: int = 0
     sources: list[SourceReport] = field(default_factory=list)
+    #: Seconds spent per phase (``index``, ``transfer``, ``finalize`` ...).
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def throughput(self) -> float:
@@ -75,4 +77,5 @@ class DownloadReport:
             "corrupt_chunks": self.corrupt_chunks,
             "banned": self.banned,
             "sources": [s.to_dict() for s in self.sources],
+            "phases_s": {k: round(v, 6) for k, v in self.phases.items()},
         }

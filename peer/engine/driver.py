@@ -26,6 +26,7 @@ from peer.scheduler import (
     Ban,
     Cancel,
     ChunkCorrupt,
+    ChunkVerified,
     Event,
     FallBackToMirrors,
     Finished,
@@ -289,12 +290,27 @@ class Engine:
         def push(ev: Event) -> None:
             self._queue.put_nowait((ev, loop.time()))
 
-        async def sink(chunk: int, data: memoryview) -> bool | None:
-            ok = await asyncio.to_thread(self._write, store, chunk, data)
-            if ok:
-                rep.bytes += len(data)
-                self._progress(store)
-            return ok
+        async def sink(chunk: int, data: memoryview, source: str) -> None:
+            # The write runs in a thread and its outcome is reported from a callback, so
+            # a cancel of this request (it lost an end-game race) can never leave a
+            # stored chunk unreported: the scheduler would fetch it forever.
+            work = asyncio.ensure_future(asyncio.to_thread(self._write, store, chunk, data))
+
+            def report(f: asyncio.Future[bool | None]) -> None:
+                if f.cancelled() or f.exception() is not None:
+                    return
+                ok = f.result()
+                if ok is False:
+                    push(ChunkCorrupt(chunk, (source,)))
+                    return
+                if ok:
+                    rep.bytes += len(data)
+                    self._progress(store)
+                # Already stored (another request won): say so anyway, it is idempotent.
+                push(ChunkVerified(chunk, (source,) if ok else ()))
+
+            work.add_done_callback(report)
+            await asyncio.shield(work)
 
         task = asyncio.create_task(
             fetch(

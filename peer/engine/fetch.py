@@ -13,8 +13,6 @@ import httpx
 
 from peer.scheduler import (
     BytesReceived,
-    ChunkCorrupt,
-    ChunkVerified,
     Event,
     Request,
     RequestDone,
@@ -24,8 +22,9 @@ from peer.scheduler import (
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 
-#: Verify and store one chunk; True if it verified, False if corrupt, None if not needed.
-ChunkSink = Callable[[int, memoryview], Awaitable[bool | None]]
+#: Verify and store one chunk from a source, and report the outcome (ChunkVerified or
+#: ChunkCorrupt) even if the request is cancelled meanwhile.
+ChunkSink = Callable[[int, memoryview, str], Awaitable[None]]
 Push = Callable[[Event], None]
 
 
@@ -72,8 +71,11 @@ async def fetch(
     try:
         async with client.stream("GET", url, headers=headers) as resp:
             status = resp.status_code
-            if status in (404, 410, 416):
+            if status == 416:
                 push(RequestFailed(req.id, "missing", f"HTTP {status}"))
+                return 0
+            if status in (404, 410):
+                push(RequestFailed(req.id, "gone", f"HTTP {status}"))
                 return 0
             if status in (429, 503):
                 wait = retry_after(resp.headers.get("retry-after"))
@@ -109,11 +111,7 @@ async def fetch(
                     filled += take
                     view = view[take:]
                     if filled == len(buf):
-                        ok = await sink(chunk, memoryview(buf))
-                        if ok is True:
-                            push(ChunkVerified(chunk, (req.source,)))
-                        elif ok is False:
-                            push(ChunkCorrupt(chunk, (req.source,)))
+                        await sink(chunk, memoryview(buf), req.source)
                         chunk += 1
                         if chunk > req.last:
                             break

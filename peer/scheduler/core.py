@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from peer.scheduler.actions import (
     Action,
@@ -92,7 +92,11 @@ class _Req:
     started: float | None = None
     last_progress: float = 0.0
     received: int = 0
-    done: set[int] = field(default_factory=set)  # chunks of this request already past
+    cursor: int = 0  # first chunk of this request whose bytes have not all arrived
+
+    def ahead(self) -> range:
+        """Chunks of this request still (partly) to come."""
+        return range(max(self.cursor, self.action.first), self.action.last + 1)
 
 
 class Scheduler:
@@ -340,17 +344,15 @@ class Scheduler:
         s.bytes_received += n
         s.meter.add(n, self._now)
         # Chunks whose bytes have fully passed: nothing more to expect from them here.
-        passed_upto = req.action.first + req.received // self.chunk_size
+        req.cursor = req.action.first + req.received // self.chunk_size
         if req.received == req.action.length:
-            passed_upto = req.action.last + 1
-        for c in range(req.action.first, passed_upto):
-            req.done.add(c)
+            req.cursor = req.action.last + 1
         self._cancel_if_useless(req, out)
         return s
 
     def _cancel_if_useless(self, req: _Req, out: list[Action]) -> None:
         """Cancel ``req`` if every chunk still ahead of it is verified (it lost a race)."""
-        ahead = [c for c in req.action.chunks if c not in req.done]
+        ahead = req.ahead()
         if ahead and all(self._verified[c] for c in ahead):
             self._drop_request(req.action.id, "verified elsewhere", out)
 
@@ -383,19 +385,25 @@ class Scheduler:
             out.append(Ban(sid, s.banned))
 
     def _request_done(self, req: _Req, out: list[Action]) -> None:
+        # A short body, or a full one whose chunks were never reported verified (the
+        # driver lost them): either way the source gets no immediate retry, so a
+        # driver bug or a lying server cannot make it fetch the same range forever.
         short = req.received < req.action.length
+        lost = not short and not all(self._verified[c] for c in req.action.chunks)
         s = self._sources[req.action.source]
         self._forget(req)
-        if short:
+        if short or lost:
             self._failure(s, None)
         elif s.max_chunks is not None:
             s.max_chunks *= 2
 
     def _request_failed(self, req: _Req, ev: RequestFailed, out: list[Action]) -> None:
         s = self._sources[req.action.source]
-        ahead = [c for c in req.action.chunks if c not in req.done]
+        ahead = list(req.ahead())
         self._forget(req)
-        if ev.kind == "missing":
+        if ev.kind == "gone":
+            self._set_holdings(s, bytearray(self.chunk_count))
+        elif ev.kind == "missing":
             if len(ahead) == 1:
                 self._set_one(s, ahead[0], False)
             elif ahead:
@@ -594,7 +602,7 @@ class Scheduler:
             other = self._sources[req.action.source]
             if other is s:
                 continue
-            ahead = [c for c in req.action.chunks if c not in req.done and not self._verified[c]]
+            ahead = [c for c in req.ahead() if not self._verified[c]]
             if not ahead:
                 continue
             rate_o = max(1.0, self._rate(other))

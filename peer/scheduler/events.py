@@ -102,7 +102,7 @@ class RequestDone:
     request: int
 
 
-FailureKind = Literal["error", "missing", "busy"]
+FailureKind = Literal["error", "missing", "gone", "busy"]
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,9 @@ class RequestFailed:
 
     ``kind``: ``"error"`` (connection refused or reset, 5xx, bad headers: the
     source backs off, doubling each time), ``"missing"`` (404/416: the source
-    lacks the chunks in that range, as :class:`Lacks` for each; no back-off) or
+    lacks some chunk in that range: a multi-chunk range is retried in halves until
+    the chunk is known, then it is marked as with :class:`Lacks`; no back-off),
+    ``"gone"`` (404/410: the source does not hold the artifact at all) or
     ``"busy"`` (503 choke: back off for ``retry_after`` seconds, no penalty).
     """
 

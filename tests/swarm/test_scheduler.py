@@ -334,3 +334,26 @@ def test_bitfield_replaces_holdings() -> None:
     # A full bitfield makes it complete again.
     sched.handle(HaveBitfield("p", bitfield(set(range(n)), n)), 5.0)
     assert not sched.stuck
+
+
+def test_gone_source_holds_nothing() -> None:
+    sched = Scheduler(size=10 * CS, chunk_size=CS, seed=0)
+    sched.handle(SourceAdded("a", kind="mirror"), 0)
+    (ra,) = sched.in_flight
+    acts = sched.handle(RequestFailed(ra.id, "gone", "HTTP 404"), 0.1)
+    assert requests(acts) == [] and sched.stuck
+    assert sched.stats()[0].failures == 0
+    # It may come to hold chunks later.
+    assert requests(sched.handle(Have("a", 4), 0.2))
+
+
+def test_full_body_without_verification_is_not_retried_at_once() -> None:
+    # A driver that loses a chunk's outcome (or a server whose bytes never verify without
+    # being reported corrupt) must not make the scheduler re-fetch the range in a hot loop.
+    sched = Scheduler(size=4 * CS, chunk_size=CS, seed=0)
+    sched.handle(SourceAdded("a", kind="mirror"), 0)
+    (ra,) = sched.in_flight
+    sched.handle(BytesReceived(ra.id, ra.length), 0.1)
+    acts = sched.handle(RequestDone(ra.id), 0.1)
+    assert requests(acts) == [] and sched.stats()[0].failures == 1
+    assert requests(sched.handle(Tick(), 1.0))

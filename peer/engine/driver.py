@@ -105,6 +105,7 @@ class Engine:
         self._side: set[asyncio.Task[None]] = set()
         self._specs: dict[str, SourceSpec] = {}
         self._req_source: dict[int, str] = {}
+        self._whole: set[str] = set()  # sources streaming a whole file (no Range support)
         self._reports: dict[str, SourceReport] = {}
         self._lock = threading.Lock()
         self._corrupt = 0
@@ -284,11 +285,22 @@ class Engine:
     def _start_request(self, client: httpx.AsyncClient, store: PartialArtifact, a: Request) -> None:
         spec = self._specs[a.source]
         rep = self._reports[a.source]
-        rep.requests += 1
         loop = asyncio.get_running_loop()
 
         def push(ev: Event) -> None:
             self._queue.put_nowait((ev, loop.time()))
+
+        if a.source in self._whole:
+            # This source ignores Range and is already streaming the whole file to us.
+            push(RequestFailed(a.id, "busy", "whole-file stream running", 1.0))
+            return
+        rep.requests += 1
+
+        def on_whole(active: bool) -> None:
+            if active:
+                self._whole.add(a.source)
+            else:
+                self._whole.discard(a.source)
 
         async def sink(chunk: int, data: memoryview, source: str) -> None:
             # The write runs in a thread and its outcome is reported from a callback, so
@@ -321,6 +333,7 @@ class Engine:
                 chunk_size=self.manifest.chunk_size,
                 sink=sink,
                 push=push,
+                on_whole=on_whole,
             )
         )
         self._tasks[a.id] = task

@@ -60,8 +60,11 @@ async def fetch(
     chunk_size: int,
     sink: ChunkSink,
     push: Push,
+    on_whole: Callable[[bool], None] | None = None,
 ) -> int:
     """Run request ``req`` against ``url``; report progress through ``push``.
+
+    ``on_whole(True/False)`` brackets a whole-file answer to a range request.
 
     Returns the body bytes consumed. Cancellation propagates with no event
     (the scheduler already forgot a request it cancelled).
@@ -86,44 +89,70 @@ async def fetch(
                 problem = check_content_range(
                     resp.headers.get("content-range"), req.start, req.end, size
                 )
-            elif status == 200:
-                # The server ignored Range: usable only from the file's first byte.
-                if req.start != 0:
-                    problem = "server ignored the Range header"
-            else:
+            elif status != 200:
                 problem = f"HTTP {status}"
             if problem is not None:
                 push(RequestFailed(req.id, "error", problem))
                 return 0
             push(RequestStarted(req.id))
-            chunk = req.first
-            buf = bytearray(_chunk_len(chunk, chunk_size, size))
-            filled = 0
-            async for piece in resp.aiter_raw():
-                view = memoryview(piece)[: req.length - got]
-                if not view:
-                    break
-                got += len(view)
-                push(BytesReceived(req.id, len(view)))
-                while view:
-                    take = min(len(view), len(buf) - filled)
-                    buf[filled : filled + take] = view[:take]
-                    filled += take
-                    view = view[take:]
-                    if filled == len(buf):
-                        await sink(chunk, memoryview(buf), req.source)
-                        chunk += 1
-                        if chunk > req.last:
-                            break
-                        buf = bytearray(_chunk_len(chunk, chunk_size, size))
-                        filled = 0
-                if got >= req.length:
-                    break
+            # 200: the server ignores Range (python -m http.server does). Rather than
+            # discard the bytes before the range, keep every chunk of the whole file
+            # the store still lacks, to the end: one pass, nothing fetched twice.
+            whole = status == 200
+            if whole and on_whole is not None:
+                on_whole(True)
+            try:
+                got = await _stream(resp, req, whole, size, chunk_size, sink, push)
+            finally:
+                if whole and on_whole is not None:
+                    on_whole(False)
     except (httpx.HTTPError, OSError) as exc:
         push(RequestFailed(req.id, "error", f"{type(exc).__name__}: {exc}"))
         return got
     push(RequestDone(req.id))
     return got
+
+
+async def _stream(
+    resp: httpx.Response,
+    req: Request,
+    whole: bool,
+    size: int,
+    chunk_size: int,
+    sink: ChunkSink,
+    push: Push,
+) -> int:
+    """Feed the body into one chunk buffer at a time; returns body bytes consumed."""
+    pos = 0 if whole else req.start  # file offset of the next body byte
+    stop = size if whole else req.end
+    first = pos
+    chunk = pos // chunk_size
+    buf = bytearray(_chunk_len(chunk, chunk_size, size))
+    filled = 0
+    async for piece in resp.aiter_raw():
+        view = memoryview(piece)[: stop - pos]
+        if not view:
+            break
+        # Progress counts bytes inside the requested range; outside it (whole-file
+        # answers) a zero-byte report keeps the scheduler's stall timer quiet.
+        inside = max(0, min(pos + len(view), req.end) - max(pos, req.start))
+        push(BytesReceived(req.id, inside))
+        pos += len(view)
+        while view:
+            take = min(len(view), len(buf) - filled)
+            buf[filled : filled + take] = view[:take]
+            filled += take
+            view = view[take:]
+            if filled == len(buf):
+                await sink(chunk, memoryview(buf), req.source)
+                chunk += 1
+                if chunk * chunk_size >= stop:
+                    break
+                buf = bytearray(_chunk_len(chunk, chunk_size, size))
+                filled = 0
+        if pos >= stop:
+            break
+    return pos - first
 
 
 def _chunk_len(chunk: int, chunk_size: int, size: int) -> int:

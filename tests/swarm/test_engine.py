@@ -239,3 +239,32 @@ def test_progress_callback_and_source_urls(artifact: Artifact, out_dir: Path) ->
         run(engine.run(out_dir / "x"))
     assert seen[-1][0] == artifact.manifest.chunk_count
     assert seen[-1][2] == artifact.manifest.size
+
+
+def test_python_http_server_without_range_support(
+    artifact: Artifact,
+    out_dir: Path,
+    static_server,  # noqa: ANN001
+) -> None:
+    # python -m http.server answers every range with 200 and the whole file: the engine
+    # keeps each chunk of that one stream instead of discarding up to the range.
+    url = static_server(artifact.root)
+    report = run(download(artifact.manifest, [SourceSpec(url, "mirror")], out_dir / "x", seed=8))
+    assert (out_dir / "x").read_bytes() == artifact.data
+    (src,) = report.sources
+    assert src.bytes == artifact.manifest.size
+    assert src.received <= artifact.manifest.size
+
+
+def test_no_range_mirror_next_to_a_ranged_peer(
+    artifact: Artifact,
+    out_dir: Path,
+    static_server,  # noqa: ANN001
+) -> None:
+    url = static_server(artifact.root)
+    peer, _ = source(artifact.root, rate=3e6)
+    with peer:
+        specs = [SourceSpec(peer.url), SourceSpec(url, "mirror")]
+        report = run(download(artifact.manifest, specs, out_dir / "x", seed=9, config=FAST))
+    assert (out_dir / "x").read_bytes() == artifact.data
+    assert sum(s.bytes for s in report.sources) == artifact.manifest.size

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from peer.engine.budget import DEFAULT_BUDGET, ByteBudget
 from peer.engine.fetch import fetch
 from peer.engine.report import DownloadReport, SourceReport
 from peer.engine.sources import SourceSpec
@@ -71,9 +72,11 @@ def default_client(**kwargs: object) -> httpx.AsyncClient:
 class Engine:
     """Download one artifact described by ``manifest`` from ``sources`` into ``data_path``.
 
-    ``fallback`` mirrors are held back and added only when the scheduler asks
-    (``FallBackToMirrors``). ``give_up_after``: seconds without a newly verified
-    chunk before giving up. Use :meth:`run` (or :func:`download`).
+    Chunk buffers in flight are capped at ``buffer_bytes`` (one chunk is always
+    allowed), so memory does not grow with the artifact. ``fallback`` mirrors are
+    held back and added only when the scheduler asks (``FallBackToMirrors``).
+    ``give_up_after``: seconds without a newly verified chunk before giving up.
+    Use :meth:`run` (or :func:`download`).
     """
 
     def __init__(
@@ -89,8 +92,10 @@ class Engine:
         tick: float = 0.1,
         give_up_after: float = 30.0,
         on_progress: Progress | None = None,
+        buffer_bytes: int = DEFAULT_BUDGET,
     ) -> None:
         self.manifest = manifest
+        self._budget_bytes = buffer_bytes
         self.sources = _dedup(sources)
         self.fallback = [s for s in _dedup(fallback) if s.base not in {x.base for x in sources}]
         self.data_path = Path(data_path)
@@ -117,6 +122,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         m = self.manifest
+        self._budget = ByteBudget(self._budget_bytes)
         store = PartialArtifact(self.data_path, m)
         self._store = store
         report = DownloadReport(path=m.path, size=m.size, output=str(dest))
@@ -334,6 +340,7 @@ class Engine:
                 sink=sink,
                 push=push,
                 on_whole=on_whole,
+                budget=self._budget,
             )
         )
         self._tasks[a.id] = task

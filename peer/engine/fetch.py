@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
+from peer.engine.budget import ByteBudget
 from peer.scheduler import (
     BytesReceived,
     Event,
@@ -61,6 +62,7 @@ async def fetch(
     sink: ChunkSink,
     push: Push,
     on_whole: Callable[[bool], None] | None = None,
+    budget: ByteBudget | None = None,
 ) -> int:
     """Run request ``req`` against ``url``; report progress through ``push``.
 
@@ -102,7 +104,9 @@ async def fetch(
             if whole and on_whole is not None:
                 on_whole(True)
             try:
-                got = await _stream(resp, req, whole, size, chunk_size, sink, push)
+                got = await _stream(
+                    resp, req, whole, size, chunk_size, sink, push, budget or ByteBudget()
+                )
             finally:
                 if whole and on_whole is not None:
                     on_whole(False)
@@ -121,37 +125,50 @@ async def _stream(
     chunk_size: int,
     sink: ChunkSink,
     push: Push,
+    budget: ByteBudget,
 ) -> int:
     """Feed the body into one chunk buffer at a time; returns body bytes consumed."""
     pos = 0 if whole else req.start  # file offset of the next body byte
     stop = size if whole else req.end
     first = pos
     chunk = pos // chunk_size
-    buf = bytearray(_chunk_len(chunk, chunk_size, size))
-    filled = 0
-    async for piece in resp.aiter_raw():
-        view = memoryview(piece)[: stop - pos]
-        if not view:
-            break
-        # Progress counts bytes inside the requested range; outside it (whole-file
-        # answers) a zero-byte report keeps the scheduler's stall timer quiet.
-        inside = max(0, min(pos + len(view), req.end) - max(pos, req.start))
-        push(BytesReceived(req.id, inside))
-        pos += len(view)
-        while view:
-            take = min(len(view), len(buf) - filled)
-            buf[filled : filled + take] = view[:take]
-            filled += take
-            view = view[take:]
-            if filled == len(buf):
-                await sink(chunk, memoryview(buf), req.source)
-                chunk += 1
-                if chunk * chunk_size >= stop:
-                    break
-                buf = bytearray(_chunk_len(chunk, chunk_size, size))
-                filled = 0
-        if pos >= stop:
-            break
+    held = 0
+    try:
+        held = _chunk_len(chunk, chunk_size, size)
+        await budget.acquire(held)
+        buf = bytearray(held)
+        filled = 0
+        async for piece in resp.aiter_raw():
+            view = memoryview(piece)[: stop - pos]
+            if not view:
+                break
+            # Progress counts bytes inside the requested range; outside it (whole-file
+            # answers) a zero-byte report keeps the scheduler's stall timer quiet.
+            inside = max(0, min(pos + len(view), req.end) - max(pos, req.start))
+            push(BytesReceived(req.id, inside))
+            pos += len(view)
+            while view:
+                take = min(len(view), len(buf) - filled)
+                buf[filled : filled + take] = view[:take]
+                filled += take
+                view = view[take:]
+                if filled == len(buf):
+                    await sink(chunk, memoryview(buf), req.source)
+                    del buf
+                    budget.release(held)
+                    held = 0
+                    chunk += 1
+                    if chunk * chunk_size >= stop:
+                        break
+                    held = _chunk_len(chunk, chunk_size, size)
+                    await budget.acquire(held)
+                    buf = bytearray(held)
+                    filled = 0
+            if pos >= stop:
+                break
+    finally:
+        if held:
+            budget.release(held)
     return pos - first
 
 

@@ -244,7 +244,7 @@ def test_progress_callback_and_source_urls(artifact: Artifact, out_dir: Path) ->
 def test_python_http_server_without_range_support(
     artifact: Artifact,
     out_dir: Path,
-    static_server,  # noqa: ANN001
+    static_server,
 ) -> None:
     # python -m http.server answers every range with 200 and the whole file: the engine
     # keeps each chunk of that one stream instead of discarding up to the range.
@@ -259,7 +259,7 @@ def test_python_http_server_without_range_support(
 def test_no_range_mirror_next_to_a_ranged_peer(
     artifact: Artifact,
     out_dir: Path,
-    static_server,  # noqa: ANN001
+    static_server,
 ) -> None:
     url = static_server(artifact.root)
     peer, _ = source(artifact.root, rate=3e6)

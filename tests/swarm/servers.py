@@ -229,8 +229,9 @@ def source(root: Path, **kw: Any) -> tuple[Server, Behaviour]:
 class Nginx:
     """The real nginx serving ``root`` as a plain mirror on 127.0.0.1 (skip if absent)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, limit_rate: str | None = None) -> None:
         self.root = root
+        self.limit_rate = limit_rate  # nginx's per-connection rate limit, e.g. "2m"
         self.binary = shutil.which("nginx") or (
             "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
         )
@@ -243,6 +244,7 @@ class Nginx:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         conf = Path(self._dir) / "nginx.conf"
+        limit = f"limit_rate {self.limit_rate};" if self.limit_rate else ""
         conf.write_text(
             f"""
 {"user root;" if os.geteuid() == 0 else ""}
@@ -252,7 +254,7 @@ http {{
   access_log off; sendfile on; keepalive_requests 10000;
   client_body_temp_path {self._dir}; proxy_temp_path {self._dir};
   fastcgi_temp_path {self._dir}; uwsgi_temp_path {self._dir}; scgi_temp_path {self._dir};
-  server {{ listen 127.0.0.1:{self.port}; root {self.root}; }}
+  server {{ listen 127.0.0.1:{self.port}; root {self.root}; {limit} }}
 }}
 """
         )

@@ -28,7 +28,7 @@ def test_three_peers_and_nginx_mirror(artifact: Artifact, out_dir: Path) -> None
     s1, _ = source(artifact.root, rate=2e6)
     s2, _ = source(artifact.root, rate=2e6)
     s3, _ = source(artifact.root, rate=2e6)
-    with s1, s2, s3, Nginx(artifact.root) as mirror:
+    with s1, s2, s3, Nginx(artifact.root, limit_rate="4m") as mirror:
         specs = [SourceSpec(s.url) for s in (s1, s2, s3)] + [SourceSpec(mirror.url, "mirror")]
         dest = out_dir / "demo.bin"
         report = run(download(m, specs, dest, seed=1, config=FAST))

@@ -1,0 +1,90 @@
+"""`webseed get` from real `webseed serve` peers (one holding only half the chunks) + nginx."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.swarm.servers import Nginx, nginx_binary
+from tests.swarm.test_get_cli import PATH, SIZE, published  # noqa: F401  (fixture)
+from webseed.cli import app
+from webseed.manifest import Manifest
+from webseed.storage import PartialArtifact
+
+WEBSEED = str(Path(sys.executable).parent / "webseed")
+runner = CliRunner()
+
+
+@contextmanager
+def serve(repo: Path, *args: str) -> Iterator[str]:
+    proc = subprocess.Popen(
+        [WEBSEED, "serve", str(repo), "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        m = re.search(r"(https?://\S+)", proc.stdout.readline())
+        assert m, proc.stderr.read() if proc.stderr else ""
+        yield m.group(1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def test_get_from_webseed_serve_peers_one_partial(published, tmp_path: Path) -> None:  # noqa: F811
+    if nginx_binary() is None:
+        pytest.skip("nginx not installed")
+    repo, pub, data = published
+    # The manifest as published, to build the half peer's store.
+    digest = next((repo / ".well-known/webseed/manifests").glob("*.json")).stem
+    manifest = Manifest.parse((repo / f".well-known/webseed/manifests/{digest}.json").read_bytes())
+    assert manifest.path == PATH
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / f"{manifest.digest}.json").write_bytes(manifest.encode())
+    with PartialArtifact(store / manifest.digest, manifest) as p:
+        for i in range(0, manifest.chunk_count, 2):
+            a, b = manifest.chunk_range(i)
+            p.write_chunk(i, data[a:b])
+        p.sync()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "got.iso"
+    with (
+        serve(repo, "--rate", "3M") as full1,
+        serve(repo, "--rate", "3M") as full2,
+        serve(empty, "--store", str(store)) as half,
+        Nginx(repo, limit_rate="2m") as mirror,
+    ):
+        res = runner.invoke(
+            app,
+            [
+                "get", PATH, "--root-key", str(pub), "-o", str(out), "--json",
+                "--peer", full1.rstrip("/"), "--peer", half.rstrip("/"),
+                "--peer", full2.rstrip("/"), "--mirror", mirror.url,
+                "--state-dir", str(tmp_path / "state"), "--seed", "5",
+            ],
+        )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert out.read_bytes() == data and report["size"] == SIZE
+    by = {s["url"]: s for s in report["sources"]}
+    # The half peer served chunks, and its bitfield kept us from asking for the others.
+    assert by[half.rstrip("/")]["bytes"] > 0, report["sources"]
+    assert by[half.rstrip("/")]["failures"] == 0 and by[half.rstrip("/")]["last_error"] is None
+    assert report["banned"] == {}

@@ -46,6 +46,9 @@ from webseed.storage import PartialArtifact
 #: Called after each verified chunk with (verified chunks, chunk count, verified bytes).
 Progress = Callable[[int, int, int], None]
 
+#: Chunks up to this size are verified and stored on the event loop; larger ones in a thread.
+INLINE_WRITE = 1024 * 1024
+
 #: Bitfields larger than this are refused (a 20 GB artifact at 256 KiB chunks needs 10 KB).
 MAX_BITFIELD = 1 << 20
 
@@ -308,26 +311,33 @@ class Engine:
             else:
                 self._whole.discard(a.source)
 
+        def report(chunk: int, size: int, source: str, ok: bool | None) -> None:
+            if ok is False:
+                push(ChunkCorrupt(chunk, (source,)))
+                return
+            if ok:
+                rep.bytes += size
+                self._progress(store)
+            # Already stored (another request won): say so anyway, it is idempotent.
+            push(ChunkVerified(chunk, (source,) if ok else ()))
+
         async def sink(chunk: int, data: memoryview, source: str) -> None:
-            # The write runs in a thread and its outcome is reported from a callback, so
-            # a cancel of this request (it lost an end-game race) can never leave a
-            # stored chunk unreported: the scheduler would fetch it forever.
+            if len(data) <= INLINE_WRITE:
+                # Small chunks: hashing takes well under a millisecond, less than a
+                # hand-off to a worker thread costs.
+                report(chunk, len(data), source, self._write(store, chunk, data))
+                return
+            # Large chunks: hash in a thread (the GIL is released) and report from its
+            # completion callback, so a cancel of this request (it lost an end-game
+            # race) never leaves a stored chunk unreported: the scheduler would
+            # otherwise fetch it forever.
             work = asyncio.ensure_future(asyncio.to_thread(self._write, store, chunk, data))
 
-            def report(f: asyncio.Future[bool | None]) -> None:
-                if f.cancelled() or f.exception() is not None:
-                    return
-                ok = f.result()
-                if ok is False:
-                    push(ChunkCorrupt(chunk, (source,)))
-                    return
-                if ok:
-                    rep.bytes += len(data)
-                    self._progress(store)
-                # Already stored (another request won): say so anyway, it is idempotent.
-                push(ChunkVerified(chunk, (source,) if ok else ()))
+            def done(f: asyncio.Future[bool | None]) -> None:
+                if not f.cancelled() and f.exception() is None:
+                    report(chunk, len(data), source, f.result())
 
-            work.add_done_callback(report)
+            work.add_done_callback(done)
             await asyncio.shield(work)
 
         task = asyncio.create_task(

@@ -22,13 +22,13 @@ class Artifact:
     data: bytes
 
 
-def make_artifact(root: Path, size: int, seed: int = 0) -> Artifact:
+def make_artifact(root: Path, size: int, seed: int = 0, chunk_size: int = CHUNK) -> Artifact:
     file = root / REPO_PATH
     file.parent.mkdir(parents=True, exist_ok=True)
     rnd = __import__("random").Random(seed)
     data = rnd.randbytes(size)
     file.write_bytes(data)
-    manifest = build_manifest(file, REPO_PATH, chunk_size=CHUNK)
+    manifest = build_manifest(file, REPO_PATH, chunk_size=chunk_size)
     return Artifact(root, file, manifest, data)
 
 

@@ -268,3 +268,18 @@ def test_no_range_mirror_next_to_a_ranged_peer(
         report = run(download(artifact.manifest, specs, out_dir / "x", seed=9, config=FAST))
     assert (out_dir / "x").read_bytes() == artifact.data
     assert sum(s.bytes for s in report.sources) == artifact.manifest.size
+
+
+def test_large_chunks_are_verified_in_a_thread(tmp_path: Path, out_dir: Path) -> None:
+    from tests.swarm.conftest import make_artifact
+
+    root = tmp_path / "big"
+    root.mkdir()
+    art = make_artifact(root, 5 * 2 * 1024 * 1024 + 7, seed=4, chunk_size=2 * 1024 * 1024)
+    good, _ = source(root)
+    bad, _ = source(root, corrupt_chunks={1}, chunk_size=2 * 1024 * 1024)
+    with good, bad:
+        specs = [SourceSpec(bad.url), SourceSpec(good.url)]
+        report = run(download(art.manifest, specs, out_dir / "big", seed=1, config=FAST))
+    assert (out_dir / "big").read_bytes() == art.data
+    assert sum(s.bytes for s in report.sources) == art.manifest.size

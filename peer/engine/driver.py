@@ -351,6 +351,7 @@ class Engine:
                 push=push,
                 on_whole=on_whole,
                 budget=self._budget,
+                on_version=lambda v: setattr(rep, "http_version", v),
             )
         )
         self._tasks[a.id] = task

@@ -63,6 +63,7 @@ async def fetch(
     push: Push,
     on_whole: Callable[[bool], None] | None = None,
     budget: ByteBudget | None = None,
+    on_version: Callable[[str], None] | None = None,
 ) -> int:
     """Run request ``req`` against ``url``; report progress through ``push``.
 
@@ -76,6 +77,8 @@ async def fetch(
     try:
         async with client.stream("GET", url, headers=headers) as resp:
             status = resp.status_code
+            if on_version is not None:
+                on_version(resp.http_version)
             if status == 416:
                 push(RequestFailed(req.id, "missing", f"HTTP {status}"))
                 return 0

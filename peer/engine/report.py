@@ -21,6 +21,7 @@ class SourceReport:
     latency: float | None = None
     banned: str | None = None
     last_error: str | None = None
+    http_version: str | None = None  # as negotiated, e.g. "HTTP/2" over TLS with ALPN
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data."""
@@ -36,6 +37,7 @@ class SourceReport:
             "latency_s": self.latency,
             "banned": self.banned,
             "last_error": self.last_error,
+            "http_version": self.http_version,
         }
 
 

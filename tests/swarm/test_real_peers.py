@@ -88,3 +88,29 @@ def test_get_from_webseed_serve_peers_one_partial(published, tmp_path: Path) -> 
     assert by[half.rstrip("/")]["bytes"] > 0, report["sources"]
     assert by[half.rstrip("/")]["failures"] == 0 and by[half.rstrip("/")]["last_error"] is None
     assert report["banned"] == {}
+
+
+def test_engine_uses_http2_over_tls_with_a_webseed_peer(published, tmp_path: Path) -> None:  # noqa: F811
+    import asyncio
+    import ssl
+
+    from peer.engine import SourceSpec, default_client, download
+    from tests.server.test_clients import _self_signed
+
+    repo, _, data = published
+    digest = next((repo / ".well-known/webseed/manifests").glob("*.json")).stem
+    manifest = Manifest.parse((repo / f".well-known/webseed/manifests/{digest}.json").read_bytes())
+    cert, key = _self_signed(tmp_path)
+    with serve(repo, "--tls-cert", str(cert), "--tls-key", str(key)) as url:
+        assert url.startswith("https://")
+
+        async def main():
+            ctx = ssl.create_default_context(cafile=str(cert))
+            async with default_client(verify=ctx) as client:
+                return await download(
+                    manifest, [SourceSpec(url.rstrip("/"))], tmp_path / "h2.iso", client=client
+                )
+
+        report = asyncio.run(main())
+    assert (tmp_path / "h2.iso").read_bytes() == data
+    assert report.sources[0].http_version == "HTTP/2"

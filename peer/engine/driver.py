@@ -25,6 +25,7 @@ from peer.engine.sources import SourceSpec
 from peer.scheduler import (
     Action,
     Ban,
+    BytesReceived,
     Cancel,
     ChunkCorrupt,
     ChunkVerified,
@@ -78,7 +79,7 @@ class Engine:
     Chunk buffers in flight are capped at ``buffer_bytes`` (one chunk is always
     allowed), so memory does not grow with the artifact. ``fallback`` mirrors are
     held back and added only when the scheduler asks (``FallBackToMirrors``).
-    ``give_up_after``: seconds without a newly verified chunk before giving up.
+    ``give_up_after``: seconds without a byte or a newly verified chunk before giving up.
     Use :meth:`run` (or :func:`download`).
     """
 
@@ -191,6 +192,9 @@ class Engine:
                     self._corrupt += 1
                 elif isinstance(ev, RequestFailed) and ev.request in self._req_source:
                     self._reports[self._req_source[ev.request]].last_error = ev.reason
+                elif isinstance(ev, BytesReceived) and ev.n > 0:
+                    # Bytes still flowing is progress too (a slow source, a big chunk).
+                    last_progress = now
                 actions = sched.handle(ev, t)
                 if self._act(client, store, sched, actions, loop.time()):
                     return

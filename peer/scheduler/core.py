@@ -466,7 +466,8 @@ class Scheduler:
     # -- choosing ------------------------------------------------------------------------
 
     def _rate(self, s: _Source) -> float:
-        return s.meter.avg.get(self.config.initial_rate)
+        # Floored: a source measured at zero (it stalled) must not divide anything by zero.
+        return max(1.0, s.meter.avg.get(self.config.initial_rate))
 
     def _latency(self, s: _Source) -> float:
         return s.latency.get(self.config.initial_latency)

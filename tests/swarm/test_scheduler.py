@@ -357,3 +357,12 @@ def test_full_body_without_verification_is_not_retried_at_once() -> None:
     acts = sched.handle(RequestDone(ra.id), 0.1)
     assert requests(acts) == [] and sched.stats()[0].failures == 1
     assert requests(sched.handle(Tick(), 1.0))
+
+
+def test_source_measured_at_zero_rate_does_not_break_endgame() -> None:
+    # Found by hypothesis: a peer that stalls at once is measured at 0 B/s.
+    sched = Scheduler(size=1 * CS, chunk_size=CS, seed=0, config=SchedulerConfig(stall_timeout=0.5))
+    out = run(
+        sched, [FakeSource("h", 2 * MB), FakeSource("z", 0.2 * MB, 0.0, "peer", stall_after=0)]
+    )
+    assert sched.done and out.verified == {0}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +24,7 @@ source_st = st.builds(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=int(os.environ.get("WS_EXAMPLES", "40")), deadline=None)
 @given(
     chunks=st.integers(1, 60),
     tail=st.integers(0, CS - 1),

@@ -40,7 +40,6 @@ KEYS = (
     "honest_banned",
     "malicious_served",
     "malicious_banned",
-    "scheduler_errors",
     "sim_time_s",
     "wall_s",
     "cpu_s",

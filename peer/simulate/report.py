@@ -47,7 +47,6 @@ class Report:
     sim_time_s: float
     wall_s: float
     scheduler_events: int
-    scheduler_errors: int
     loop_events: int
     #: CPU seconds of the run (set by the caller that timed it).
     cpu_s: float = 0.0
@@ -157,7 +156,6 @@ def build_report(sw: Swarm, scenario: str, seed: int, wall_s: float) -> Report:
         sim_time_s=sw.loop.now,
         wall_s=wall_s,
         scheduler_events=sw.scheduler_events,
-        scheduler_errors=sw.scheduler_errors,
         loop_events=sw.loop.fired,
         completion_times=times,
         timeseries=sw.samples,

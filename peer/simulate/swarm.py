@@ -209,7 +209,6 @@ class Swarm:
         self.failed_requests = 0
         self.busy_answers = 0
         self.scheduler_events = 0
-        self.scheduler_errors = 0
         self.event_counts: dict[str, int] = {}
         self.samples: list[dict[str, float]] = []
         self._started = False
@@ -387,14 +386,7 @@ class Swarm:
         self.scheduler_events += 1
         k = type(event).__name__
         self.event_counts[k] = self.event_counts.get(k, 0) + 1
-        try:
-            actions = sched.handle(event, self.loop.now)
-        except ZeroDivisionError:
-            # Scheduler bug (``_steal`` divides by a source's measured rate, which a
-            # stall makes 0). Count it and go on: a request it issued before failing is
-            # unknown here, so it times out as a stall and is re-issued.
-            self.scheduler_errors += 1
-            return
+        actions = sched.handle(event, self.loop.now)
         for action in actions:
             if isinstance(action, Request):
                 self._request(node, action)

@@ -203,17 +203,18 @@ NOW = 1_800_000_000.0
 
 
 def auth_header(data: bytes) -> None:
-    """``Webseed-Peer`` header: ``AuthError`` or a header genuinely signed for this request."""
+    """``Webseed-Peer`` header: ``AuthError``, or a header the one key holder signed."""
     from peer.incentives.auth import RequestVerifier, parse_header
 
     text = data.decode("utf-8", "replace")
     with contextlib.suppress(*DOCUMENTED):
         parse_header(text)
     try:
-        RequestVerifier().verify(text, "GET", "peer.example", "/a.iso", "bytes=0-9", now=NOW)
+        who = RequestVerifier().verify(text, "GET", "peer.example", "/a.iso", "bytes=0-9", now=NOW)
     except DOCUMENTED:
         return
-    raise AssertionError(f"an unsigned header was accepted: {text!r}")
+    # Only identity 0 ever signed anything (valid_auth_header): nobody else can pass.
+    assert who == _identities()[0].peer_id, f"an unsigned header was accepted: {text!r}"
 
 
 @functools.cache

@@ -51,16 +51,19 @@ class Published:
         src.parent.mkdir(parents=True, exist_ok=True)
         self.data = random.Random(seed).randbytes(size)
         src.write_bytes(self.data)
-        cli("keygen", "--out", str(root / "k"))
         self.repo = root / "repo"
-        cli(
-            "publish",
-            str(root / "src"),
-            "--repo",
-            str(self.repo),
-            "--key",
-            str(root / "k" / "webseed.key"),
-        )
+        # In-process CLI (no interpreter start-up): keygen and publish as a publisher would.
+        from typer.testing import CliRunner
+
+        from webseed.cli import app
+
+        key = str(root / "k" / "webseed.key")
+        for args in (
+            ["keygen", "--out", str(root / "k")],
+            ["publish", str(root / "src"), "--repo", str(self.repo), "--key", key],
+        ):
+            res = CliRunner().invoke(app, args)
+            assert res.exit_code == 0, res.output
         self.pub = root / "k" / "webseed.pub"
         mdir = self.repo / ".well-known" / "webseed" / "manifests"
         manifests = [Manifest.parse(p.read_bytes()) for p in mdir.glob("*.json")]
@@ -153,9 +156,17 @@ def verified_chunks(pub: Published, out: Path) -> int:
 
 
 def kill_resume(
-    pub: Published, peer_url: str, work: Path, cycles: int, window: float, seed: int = 0
+    pub: Published,
+    peer_url: str,
+    work: Path,
+    cycles: int,
+    window: float,
+    seed: int = 0,
+    start: float = 0.0,
 ) -> dict[str, Any]:
     """``cycles`` times: start `webseed get`, SIGKILL it at a random moment, re-run to the end.
+
+    The moment is uniform in ``[start, window]`` seconds after the transfer began.
 
     Each re-run must give the right file and fetch at most the chunks that were
     not verified when the process died (the in-flight ones and those never started).
@@ -171,7 +182,13 @@ def kill_resume(
             stderr=subprocess.DEVNULL,
             cwd=ROOT,
         )
-        at = rnd.uniform(0.05, window)
+        # Start the clock when the transfer starts (the .part file appears): the
+        # process start and the index check before it take seconds on a busy machine.
+        part = out.with_name(out.name + ".part")
+        deadline = time.monotonic() + 60
+        while not part.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        at = rnd.uniform(start, window)
         time.sleep(at)
         finished_first = proc.poll() is not None
         if not finished_first:

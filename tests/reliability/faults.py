@@ -194,7 +194,9 @@ def kill_resume(
         if not finished_first:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-        kept = m.chunk_count if finished_first else verified_chunks(pub, out)
+        # Killed after the finalising rename: the output is complete and verified already.
+        finalized = out.exists()
+        kept = m.chunk_count if finished_first or finalized else verified_chunks(pub, out)
         report = (
             run_get(pub, out, [peer_url])
             if not finished_first
@@ -211,6 +213,7 @@ def kill_resume(
                 "kill_at_s": round(at, 3),
                 "finished_before_kill": finished_first,
                 "verified_at_kill": kept,
+                "output_in_place_at_kill": finalized,
                 "chunks": m.chunk_count,
                 "resumed_chunks": report.get("resumed_chunks"),
                 "refetched_bytes": report.get("fetched_bytes"),

@@ -47,6 +47,10 @@ def run_faults(kills: int) -> dict[str, Any]:
                 out["kill_resume"] = faults.kill_resume(
                     pub, peer.url, Path(tmp), cycles=kills, window=4.0, seed=int(time.time())
                 )
+            try:
+                out["partition"] = faults.partition_mid_transfer(pub, Path(tmp), cut_for=5.0)
+            except OSError as exc:
+                out["partition"] = {"skipped": f"no network namespace: {exc}"}
     else:
         out["kill_resume"] = {"skipped": "needs `webseed get` (pending: swarm)"}
     proc = subprocess.run(
@@ -154,6 +158,16 @@ def figures(load_res: dict[str, Any], faults_res: dict[str, Any], fuzz_res: dict
             f"every re-run: {kr['all_correct']}; re-runs fetched only the chunks not verified at "
             f"the kill: {kr['all_within_refetch_bound']}; "
             f"data lost: {kr['data_lost_bytes']} bytes.",
+            "",
+        ]
+    part = faults_res.get("partition", {})
+    if "skipped" in part:
+        lines += [f"**Network partition**: skipped ({part['skipped']}).", ""]
+    elif part:
+        lines += [
+            f"**Network partition**: the peer's link cut for {part['cut_for_s']:g} s "
+            f"mid-transfer, then healed: completed correctly: {part['ok']}; bytes by source: "
+            f"{part['bytes_by_source']}.",
             "",
         ]
     ft = faults_res.get("fault_tests", {})

@@ -238,3 +238,121 @@ def kill_resume(
         "all_within_refetch_bound": all(r["no_extra_refetch"] for r in rows),
         "data_lost_bytes": sum(0 if r["ok"] else len(pub.data) for r in rows),
     }
+
+
+class Partitionable:
+    """A network namespace joined to the host by a veth pair whose host end can be set down.
+
+    The peer inside is reachable at ``self.ns_ip`` (198.19.X.2, in the 198.18.0.0/15
+    benchmarking range); :meth:`cut` / :meth:`heal` set the host end down / up, a
+    partition in which packets vanish (no reset), as when a link fails.
+    """
+
+    def __init__(self) -> None:
+        pid = os.getpid()
+        self.ns = f"wsrel{pid}"
+        self.host_if, self.ns_if = f"wrh{pid % 100000}", f"wrn{pid % 100000}"
+        net = f"198.19.{pid % 250}"
+        self.host_ip, self.ns_ip = f"{net}.1", f"{net}.2"
+        steps = [
+            ["ip", "netns", "add", self.ns],
+            ["ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if],
+            ["ip", "link", "set", self.ns_if, "netns", self.ns],
+            ["ip", "addr", "add", f"{self.host_ip}/24", "dev", self.host_if],
+            ["ip", "link", "set", self.host_if, "up"],
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.ns,
+                "ip",
+                "addr",
+                "add",
+                f"{self.ns_ip}/24",
+                "dev",
+                self.ns_if,
+            ],
+            ["ip", "netns", "exec", self.ns, "ip", "link", "set", self.ns_if, "up"],
+            ["ip", "netns", "exec", self.ns, "ip", "link", "set", "lo", "up"],
+        ]
+        for cmd in steps:
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode:
+                self.close()
+                raise OSError(f"{' '.join(cmd)}: {r.stderr.strip()}")
+
+    def serve(self, repo: Path, rate: str) -> subprocess.Popen[str]:
+        """`webseed serve` inside the namespace; the process (its URL via :func:`peer_url`)."""
+        return subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, sys.executable, "-m", "webseed.cli", "serve",
+             str(repo), "--host", self.ns_ip, "--port", "0", "--rate", rate],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+        )  # fmt: skip
+
+    def cut(self) -> None:
+        subprocess.run(["ip", "link", "set", self.host_if, "down"], check=True)
+
+    def heal(self) -> None:
+        subprocess.run(["ip", "link", "set", self.host_if, "up"], check=True)
+
+    def close(self) -> None:
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+
+
+def peer_url(proc: subprocess.Popen[str]) -> str:
+    """The URL a `webseed serve` process printed when it started listening."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"at (http://\S+)", line)
+    if not match:
+        raise RuntimeError(f"webseed serve did not start: {line!r}")
+    return match.group(1).rstrip("/")
+
+
+def partition_mid_transfer(pub: Published, work: Path, cut_for: float) -> dict[str, Any]:
+    """Download from a namespaced peer plus a slow mirror; cut the peer's link mid-transfer.
+
+    The link is healed after ``cut_for`` seconds. The download must complete with
+    the right file, from the mirror and/or the healed peer.
+    """
+    net = Partitionable()
+    out = work / "partitioned.iso"
+    proc = None
+    try:
+        peer_proc = net.serve(pub.repo, rate="8M")
+        try:
+            url = peer_url(peer_proc)
+            with Peer(pub.repo, rate="2M") as mirror:
+                proc = subprocess.Popen(
+                    get_cmd(pub, out, [url], [mirror.url]),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                    cwd=ROOT,
+                )
+                part = out.with_name(out.name + ".part")
+                deadline = time.monotonic() + 60
+                while not part.exists() and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(0.5)
+                net.cut()
+                time.sleep(cut_for)
+                net.heal()
+                stdout, _ = proc.communicate(timeout=180)
+        finally:
+            if peer_proc.poll() is None:
+                os.kill(peer_proc.pid, signal.SIGKILL)
+            peer_proc.wait(timeout=10)
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        net.close()
+    lines = stdout.strip().splitlines()
+    report = json.loads(lines[-1]) if lines else {"ok": False}
+    return {
+        "ok": bool(report.get("ok")) and out.exists() and out.read_bytes() == pub.data,
+        "cut_for_s": cut_for,
+        "bytes_by_source": {s["kind"]: s["bytes"] for s in report.get("sources", [])},
+        "elapsed_s": report.get("elapsed_s"),
+    }

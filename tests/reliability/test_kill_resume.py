@@ -51,3 +51,18 @@ def test_peer_killed_mid_transfer(tmp_path: Path) -> None:
         stdout, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, stdout
     assert out.read_bytes() == pub.data
+
+
+@pytest.mark.netns
+def test_network_partition_mid_transfer(tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and ip(8) for a network namespace")
+    pub = faults.Published(tmp_path, 12 * MiB, seed=3)
+    try:
+        res = faults.partition_mid_transfer(pub, tmp_path, cut_for=3.0)
+    except OSError as exc:
+        pytest.skip(f"cannot make a network namespace here: {exc}")
+    assert res["ok"], res

@@ -225,6 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     fuzz_res: dict[str, Any] = {}
     if "fuzz" not in skip:
         fuzz_res = run_fuzz(args.fuzz_seconds)
+    # Sections skipped this time keep their last measured figures.
+    if not load_res and (RESULTS / "load.json").exists():
+        load_res = json.loads((RESULTS / "load.json").read_text())
+    if not faults_res and (RESULTS / "faults.json").exists():
+        faults_res = json.loads((RESULTS / "faults.json").read_text())
+    if not fuzz_res and (RESULTS / "fuzz.json").exists():
+        fuzz_res = json.loads((RESULTS / "fuzz.json").read_text())
     block = figures(load_res, faults_res, fuzz_res)
     print(block)
     write_doc(block)

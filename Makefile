@@ -46,3 +46,16 @@ bench: $(STAMP) system-deps
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache
+
+# Coverage-guided fuzzing (atheris; falls back to longer hypothesis runs without it).
+FUZZ_SECONDS ?= 30
+fuzz: $(STAMP)
+	@$(BIN)/python -c "import atheris" 2>/dev/null || \
+		$(UV) pip install --quiet --python $(BIN)/python atheris || \
+		echo "fuzz: atheris not installable here; using hypothesis instead" >&2
+	$(BIN)/python -m fuzz.run_all --seconds $(FUZZ_SECONDS)
+
+# Long reliability runs: load vs nginx, kill -9 / fault runs, fuzzing; figures to bench/results/
+# and docs/reliability.md.
+soak: $(STAMP) system-deps
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)

@@ -167,20 +167,43 @@ class PartialArtifact:
             )
         if self._verified[index]:
             return
-        written = os.pwrite(self._fd, data, start)
+        try:
+            written = os.pwrite(self._fd, data, start)
+        except OSError as exc:  # disk full, I/O error: nothing recorded, the chunk stays missing
+            raise StorageError(f"cannot store chunk {index}: {exc.strerror or exc}") from exc
         if written != len(data):
             raise StorageError(f"short write of chunk {index} ({written} of {len(data)} bytes)")
-        os.write(self._journal, _RECORD.pack(index, _crc(index, self._salt)))
+        self._append_record(index)
         self._mark(index)
         self._unsynced += len(data)
         if self._unsynced >= self._sync_bytes:
             self.sync()
 
+    def _append_record(self, word: int) -> None:
+        # A record is all or nothing: on a failed or short write, cut the journal back so
+        # later records stay aligned (a torn record would hide every record after it).
+        pos = os.lseek(self._journal, 0, os.SEEK_CUR)
+        record = _RECORD.pack(word, _crc(word, self._salt))
+        try:
+            if os.write(self._journal, record) != len(record):
+                raise OSError(28, "short write to the journal")
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._journal, pos)
+                os.lseek(self._journal, pos, os.SEEK_SET)
+            raise StorageError(f"cannot write the journal: {exc.strerror or exc}") from exc
+
     def sync(self) -> None:
         """Flush the data to disk, then seal every record so far with a sync mark."""
-        os.fsync(self._fd)
-        os.write(self._journal, _RECORD.pack(_SYNC, _crc(_SYNC, self._salt)))
-        os.fsync(self._journal)
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise StorageError(f"cannot flush {self.data_path}: {exc.strerror or exc}") from exc
+        self._append_record(_SYNC)
+        try:
+            os.fsync(self._journal)
+        except OSError as exc:
+            raise StorageError(f"cannot flush the journal: {exc.strerror or exc}") from exc
         self._unsynced = 0
 
     def read(self, start: int, length: int) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from typing import Any
 
 from webseed.errors import WebseedError
@@ -44,6 +46,10 @@ def _encode(value: Any, out: list[bytes]) -> None:
 
 
 MAX_DEPTH = 64
+# Canonical numbers only: int() alone would accept " 1", "+1", "1_0" and "01".
+# At most 20 digits: every 64-bit value, and far below int()'s 4300-digit ValueError.
+_INT = re.compile(rb"-?(?:0|[1-9][0-9]{0,19})")
+_LEN = re.compile(rb"0|[1-9][0-9]{0,19}")
 
 
 def bdecode(data: bytes) -> Any:
@@ -65,12 +71,9 @@ def _decode(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
         if end < 0:
             raise BencodeError("unterminated integer")
         text = data[pos + 1 : end]
-        if not text or text.startswith(b"-0") or (text.startswith(b"0") and text != b"0"):
+        if not _INT.fullmatch(text) or text == b"-0":
             raise BencodeError("non-canonical integer")
-        try:
-            return int(text), end + 1
-        except ValueError:
-            raise BencodeError("bad integer") from None
+        return int(text), end + 1
     if head in (b"l", b"d"):
         items: list[Any] = []
         pos += 1
@@ -82,11 +85,13 @@ def _decode(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
         if len(items) % 2:
             raise BencodeError("dictionary with a key and no value")
         keys = items[0::2]
-        if not all(isinstance(k, bytes) for k in keys) or keys != sorted(keys):
-            raise BencodeError("dictionary keys must be sorted byte strings")
+        if not all(isinstance(k, bytes) for k in keys) or any(
+            a >= b for a, b in itertools.pairwise(keys)
+        ):
+            raise BencodeError("dictionary keys must be sorted, unique byte strings")
         return dict(zip(keys, items[1::2], strict=True)), pos + 1
     colon = data.find(b":", pos)
-    if colon < 0 or not data[pos:colon].isdigit():
+    if colon < 0 or not _LEN.fullmatch(data, pos, colon):
         raise BencodeError("bad string length")
     length = int(data[pos:colon])
     end = colon + 1 + length

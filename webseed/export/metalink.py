@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,13 @@ from webseed.manifest import Manifest
 NS = "urn:ietf:params:xml:ns:metalink"
 MEDIA_TYPE = "application/metalink4+xml"
 _IANA = {"sha256": "sha-256", "sha512": "sha-512"}
+# Characters XML 1.0 cannot carry at all (not even escaped); ElementTree writes them
+# anyway and the document becomes ill-formed, so they are dropped from free text.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub("", text)
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ def metalink_xml(
     file_el = ET.SubElement(root, f"{{{NS}}}file", name=manifest.path.rsplit("/", 1)[-1])
     ET.SubElement(file_el, f"{{{NS}}}size").text = str(manifest.size)
     if manifest.version:
-        ET.SubElement(file_el, f"{{{NS}}}version").text = manifest.version
+        ET.SubElement(file_el, f"{{{NS}}}version").text = _xml_text(manifest.version)
     for name, value in sorted(manifest.digests.items()):
         if name in _IANA:
             ET.SubElement(file_el, f"{{{NS}}}hash", type=_IANA[name]).text = value
@@ -72,5 +80,5 @@ def metalink_xml(
         if mirror.priority is not None:
             attrs["priority"] = str(max(1, min(999999, mirror.priority)))
         url = ET.SubElement(file_el, f"{{{NS}}}url", attrs)
-        url.text = f"{mirror.base.rstrip('/')}/{manifest.path}"
+        url.text = _xml_text(f"{mirror.base.rstrip('/')}/{manifest.path}")
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root) + b"\n"

@@ -256,7 +256,15 @@ async def get_artifact(
         "on_progress": on_progress,
     }
     report = None
-    if from_file is not None:
+    if out.exists() and not Path(f"{out}.part").exists():
+        # Finished before (perhaps killed after the final rename): check, do not re-fetch.
+        from webseed.integrity.verify import verify_file
+
+        if (await asyncio.to_thread(verify_file, out, manifest)).ok:
+            report = DownloadReport(path=manifest.path, size=manifest.size, output=str(out))
+            report.resumed_chunks = manifest.chunk_count
+            report.notes["already_complete"] = True
+    if report is None and from_file is not None:
         report = await update_from(index, manifest, from_file, sources, out, **kwargs)
     if report is None:
         report = await download(manifest, sources, out, **kwargs)

@@ -108,3 +108,34 @@ def test_update_with_a_patch_from_the_swarm(tmp_path: Path, keys: tuple[Path, Pa
     assert res.exit_code == 0, res.output
     assert "patch" not in json.loads(res.stdout)
     assert (tmp_path / "full").read_bytes() == bytes(v2)
+
+
+@pytest.mark.skipif(nginx_binary() is None, reason="nginx not installed")
+def test_finished_output_is_checked_not_fetched_again(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    key, pub = keys
+    data = random.Random(3).randbytes(1_500_000)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a-1.0.bin").write_bytes(data)
+    publish(tmp_path / "src", tmp_path / "repo", key)
+    out = tmp_path / "a.bin"
+    args = [
+        "get",
+        "a-1.0.bin",
+        "--root-key",
+        str(pub),
+        "-o",
+        str(out),
+        "--json",
+        "--state-dir",
+        str(tmp_path / "s"),
+    ]
+    with Nginx(tmp_path / "repo") as mirror:
+        first = json.loads(runner.invoke(app, [*args, "--mirror", mirror.url]).stdout)
+        again = json.loads(runner.invoke(app, [*args, "--mirror", mirror.url]).stdout)
+        assert first["fetched_bytes"] == len(data)
+        assert again["fetched_bytes"] == 0 and again["already_complete"] is True
+        out.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # a damaged old output is replaced
+        third = json.loads(runner.invoke(app, [*args, "--mirror", mirror.url]).stdout)
+    assert "already_complete" not in third and out.read_bytes() == data

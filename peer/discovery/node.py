@@ -162,4 +162,5 @@ class DiscoveryNode:
                 task.cancel()
             await self.client.aclose()
             if sock is not None:
-                sock.close()
+                with contextlib.suppress(OSError):  # Hypercorn may have closed the fd already
+                    sock.close()

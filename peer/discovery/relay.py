@@ -215,7 +215,10 @@ class RelayWorker:
             task_id, path, fwd = str(task["id"]), str(task["path"]), dict(task["headers"])
         except (ValueError, KeyError, TypeError) as exc:
             raise DiscoveryError("relay sent a malformed task") from exc
-        status, out_headers, body = await self.handler(path, fwd)
+        try:
+            status, out_headers, body = await self.handler(path, fwd)
+        except Exception:  # the app failed: answer, or the requester waits for nothing
+            status, out_headers, body = 500, [], b""
         if len(body) > self.max_body:
             status, out_headers, body = 502, [], b""
         reply_headers = {f"x-relay-{k}": v for k, v in out_headers if k in FORWARD_RESPONSE}
@@ -278,8 +281,18 @@ def asgi_handler(app: Any, max_body: int = 32 << 20) -> Handler:
         parts: list[bytes] = []
         size = 0
 
+        finished = asyncio.Event()
+        requested = False
+
         async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
+            # The request body once; then, like a server, "disconnect" only after the
+            # response is complete (apps listen for it while streaming).
+            nonlocal requested
+            if not requested:
+                requested = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await finished.wait()
+            return {"type": "http.disconnect"}
 
         async def send(message: dict[str, Any]) -> None:
             nonlocal status, out, size
@@ -292,8 +305,13 @@ def asgi_handler(app: Any, max_body: int = 32 << 20) -> Handler:
                 if size > max_body:
                     raise DiscoveryError("relayed answer too large")
                 parts.append(body)
+                if not message.get("more_body", False):
+                    finished.set()
 
-        await app(scope, receive, send)
+        try:
+            await app(scope, receive, send)
+        finally:
+            finished.set()
         return status, out, b"".join(parts)
 
     return handle

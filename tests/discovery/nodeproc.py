@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from peer.discovery.lan import LanDiscovery
 from peer.discovery.node import DiscoveryNode, NodeConfig, download_urls
 from peer.incentives.identity import PeerIdentity
 
@@ -58,6 +59,7 @@ async def main() -> None:
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument("--fetch", action="store_true")
     ap.add_argument("--fetch-dir", default="")
+    ap.add_argument("--lan", default="", help="interface address: enable LAN multicast")
     args = ap.parse_args()
 
     files = Path(args.dir)
@@ -105,7 +107,24 @@ async def main() -> None:
                 continue
 
     reporter = asyncio.ensure_future(report())
+    lan_task = None
+    if args.lan:
+        lan = LanDiscovery(
+            node.store,
+            interface=args.lan,
+            on_peer=lambda a: [node.exchange.add_contact(u) for u in a.contact_urls[:1]],
+        )
+        await lan.start()
+
+        async def lan_loop() -> None:
+            await asyncio.sleep(0.5)  # until our own announcement exists
+            await lan.run(stop, interval=1.0)
+
+        lan_task = asyncio.ensure_future(lan_loop())
     await node.run(stop)
+    if lan_task is not None:
+        await lan_task
+        lan.close()
     await reporter
 
 

@@ -91,6 +91,7 @@ class Exchange:
         self.max_backoff = max_backoff
         self.max_failures = max_failures
         self.contacts: dict[str, Contact] = {}
+        self.last_round: float | None = None
         self.in_flight: set[str] = set()
         self.sent_messages = 0
         self.sent_bytes = 0
@@ -99,6 +100,10 @@ class Exchange:
     # -- contacts -------------------------------------------------------------------
     def add_contact(self, url: str, *, bootstrap: bool = False) -> bool:
         """Remember a URL to ask; False if malformed, ours, or we know too many."""
+        known = self.contacts.get(url)
+        if known is not None:  # fast path: _learn_contacts re-offers every known URL
+            known.bootstrap |= bootstrap
+            return True
         try:
             url = check_url(url)
         except AnnouncementError:
@@ -122,7 +127,14 @@ class Exchange:
 
     # -- choosing ---------------------------------------------------------------------
     def due(self, now: float, limit: int | None = None) -> list[str]:
-        """The contacts to ask now (marks them in flight)."""
+        """The contacts to ask now (marks them in flight).
+
+        Rounds are paced: at most one every ``interval`` seconds, unless the
+        caller asks for an explicit ``limit`` (an on-demand lookup).
+        """
+        if limit is None and self.last_round is not None and now < self.last_round + self.interval:
+            return []
+        self.last_round = now
         self._learn_contacts()
         want = (self.fanout if limit is None else limit) - len(self.in_flight)
         ready = [
@@ -156,13 +168,10 @@ class Exchange:
         return chosen
 
     def next_wakeup(self, now: float) -> float:
-        """When a contact will next be due (``now`` if one is due already)."""
-        times = [
-            max(c.retry_at, c.asked + self.interval if c.asked >= 0 else now)
-            for c in self.contacts.values()
-            if c.url not in self.in_flight
-        ]
-        return max(now, min(times)) if times else now + self.interval
+        """When the next round is due."""
+        if self.last_round is None:
+            return now
+        return max(now, self.last_round + self.interval)
 
     # -- messages -----------------------------------------------------------------------
     def payload(self, *, manifest: str | None = None) -> bytes:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .announce import Announcement, canonical, parse
+from .announce import Announcement, parse
 from .errors import AnnouncementError
 
 #: What :meth:`GossipStore.add` did with an announcement.
@@ -49,7 +49,7 @@ ADDED, UPDATED, DUPLICATE, STALE, REJECTED, CAPPED, SELF = (
 class StoreLimits:
     """Bounds of a :class:`GossipStore`."""
 
-    capacity: int = 512
+    capacity: int = 2048
     per_group: int = 4
     per_source: int = 32
     seen_capacity: int = 8192
@@ -97,11 +97,18 @@ class GossipStore:
     # -- adding -----------------------------------------------------------------
     def add_raw(self, data: bytes | Mapping[str, Any], source: str = "") -> str:
         """Verify and store one wire announcement; returns one of the verdict strings."""
-        try:
-            key = hashlib.sha256(data if isinstance(data, bytes) else canonical(data)).digest()
-        except (TypeError, ValueError):
-            self.counts[REJECTED] += 1
-            return REJECTED
+        # De-duplication key: the signature names the signed body (Ed25519 is
+        # deterministic), so an announcement seen and verified before is recognised
+        # without re-encoding or re-verifying it. Only verified ones are remembered,
+        # so a forgery reusing a known signature is at worst ignored as a duplicate.
+        if isinstance(data, bytes):
+            key = hashlib.sha256(data).digest()
+        else:
+            sig, peer = data.get("sig"), data.get("peer")
+            if not isinstance(sig, str) or not isinstance(peer, str):
+                self.counts[REJECTED] += 1
+                return REJECTED
+            key = hashlib.sha256(f"{peer}:{sig}".encode()).digest()
         if key in self._seen:
             self.counts[DUPLICATE] += 1
             return DUPLICATE
@@ -113,6 +120,7 @@ class GossipStore:
             return REJECTED
         verdict = self.add(ann, source)
         self._remember(key)
+        self._remember(hashlib.sha256(f"{ann.peer}:{ann.sig}".encode()).digest())
         return verdict
 
     def add_many(self, items: Iterable[object], source: str = "") -> Counter[str]:
@@ -222,6 +230,13 @@ class GossipStore:
         with self._lock:
             self._expire(self.clock())
             items = [(a, self._group[a.peer]) for a in self._by_peer.values()]
+        if len(items) > 4 * limit:  # bound the work: diversity among a random subset
+            if manifest is not None:
+                held = [ag for ag in items if ag[0].holds(manifest)]
+                mixed = held[: 4 * limit] + self.rng.sample(items, 4 * limit)
+                items = list({ag[0].peer: ag for ag in mixed}.values())
+            else:
+                items = self.rng.sample(items, 4 * limit)
         self.rng.shuffle(items)
         if manifest is not None:
             items.sort(key=lambda ag: not ag[0].holds(manifest))

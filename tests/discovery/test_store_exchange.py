@@ -94,6 +94,7 @@ def test_per_source_cap_and_sample_diversity() -> None:
     assert s.add_many(["junk"])["rejected"] == 1
     for i in range(10, 20):
         s.add(ann(i, f"198.18.{20 + i}.2", have=["a" * 64] if i == 19 else []))
+    assert len(s.sample(2, manifest="a" * 64)) == 2  # bounded candidate subset
     sample = s.sample(6)
     groups = [address_group(a.urls[0]) for a in sample]
     assert len(set(groups)) == 6  # one per range before any range repeats
@@ -162,7 +163,9 @@ def test_exchange_choice_backoff_and_learning() -> None:
     assert counts["rejected"] == 1
     assert ex.sent_messages == 2 and ex.received_bytes > 0
     empty = Exchange(store(clock))
-    assert empty.next_wakeup(NOW) == NOW + empty.interval
+    assert empty.next_wakeup(NOW) == NOW  # never ran a round: due at once
+    assert empty.due(NOW) == [] and empty.next_wakeup(NOW + 1) == NOW + empty.interval
+    assert empty.due(NOW + 1) == []  # paced: one round per interval
 
 
 def test_contact_limit() -> None:

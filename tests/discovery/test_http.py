@@ -273,3 +273,51 @@ def test_poll_auth_checks() -> None:
     ]:
         with pytest.raises(SignatureError):
             check_poll_auth(peer, val, now)
+
+
+def test_wraps_the_real_webseed_server(tmp_path: Path) -> None:
+    """DiscoveryApp around webseed.server's app: GET pex from the gossip store (the
+    server's PexSource hook), POST pex and relay by the wrapper, artifacts by the server,
+    also relayed for an outbound-only peer running the same server app."""
+    from webseed.server.app import create_app
+
+    repo = tmp_path / "repo"
+    (repo / "releases").mkdir(parents=True)
+    data = os.urandom(200_000)
+    (repo / "releases" / "a.bin").write_bytes(data)
+
+    async def go() -> None:
+        r = Running()
+        try:
+            reach = node(41)
+            reach.app.inner = create_app(repo, pex=reach.store)
+            await r.start(reach)
+            out = DiscoveryNode(
+                PeerIdentity.generate(),
+                NodeConfig(outbound_only=True, relays=reach.urls, interval=0.2),
+                create_app(repo),
+            )
+            await r.start(out)
+            other = build(PeerIdentity.generate(), ["http://127.0.42.1:1"], reach.clock())
+            async with httpx.AsyncClient(timeout=20) as client:
+                posted = await client.post(
+                    reach.urls[0] + PEX_PATH, content=encode_message([other.to_json()])
+                )
+                assert posted.status_code == 200
+                # GET pex is answered by the server itself, from the store it was given.
+                got = decode_message((await client.get(reach.urls[0] + PEX_PATH)).content)
+                assert [a["peer"] for a in got] == [reach.identity.peer_id, other.peer]
+                direct = await client.get(reach.urls[0] + "/releases/a.bin")
+                assert direct.content == data
+                oid = out.identity.peer_id
+                await wait_until(lambda: reach.hub is not None and reach.hub.connected(oid))
+                via = await client.get(
+                    relay_url(reach.urls[0], oid) + "/releases/a.bin",
+                    headers={"range": "bytes=100-199"},
+                )
+                assert via.status_code == 206 and via.content == data[100:200]
+                assert "etag" in via.headers
+        finally:
+            await r.close()
+
+    run(go)

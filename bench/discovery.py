@@ -86,7 +86,7 @@ def simulate(n: int, interval: float, fanout: int, view: int, seed: int = 7) -> 
     marks: dict[int, float] = {}
     measure_from = T0 + 2 * interval
     msgs = nbytes = 0
-    horizon = T0 + 40 * interval
+    horizon = T0 + 20 * interval
     while heap:
         t, i = heapq.heappop(heap)
         if t > horizon:

@@ -121,7 +121,8 @@ class Exchange:
         return True
 
     def _learn_contacts(self) -> None:
-        for ann in self.store.all():
+        news, self.store.news = self.store.news, []
+        for ann in news:
             for url in ann.contact_urls[:1]:
                 self.add_contact(url)
 

@@ -85,6 +85,10 @@ class GossipStore:
         self._by_peer: dict[str, Announcement] = {}
         self._group: dict[str, str] = {}
         self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._sizes: Counter[str] = Counter()
+        self._expired_at = float("-inf")
+        #: Announcements added or updated, oldest first, for one consumer (the exchange).
+        self.news: list[Announcement] = []
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
 
@@ -166,7 +170,8 @@ class GossipStore:
                 if group != self._group[ann.peer] and self._group_full(group):
                     return CAPPED
                 self._by_peer[ann.peer] = ann
-                self._group[ann.peer] = group
+                self._set_group(ann.peer, group)
+                self._news(ann)
                 return UPDATED
             group = _group_key(ann, source)
             if self._group_full(group):
@@ -174,31 +179,55 @@ class GossipStore:
             if len(self._by_peer) >= self.limits.capacity and not self._evict_for(group):
                 return CAPPED
             self._by_peer[ann.peer] = ann
-            self._group[ann.peer] = group
+            self._set_group(ann.peer, group)
+            self._news(ann)
             return ADDED
 
     def _group_full(self, group: str) -> bool:
-        return sum(1 for g in self._group.values() if g == group) >= self.limits.per_group
+        return self._sizes[group] >= self.limits.per_group
+
+    def _set_group(self, peer: str, group: str) -> None:
+        old = self._group.get(peer)
+        if old is not None:
+            self._sizes[old] -= 1
+        self._group[peer] = group
+        self._sizes[group] += 1
+
+    def _drop(self, peer: str) -> None:
+        self._by_peer.pop(peer, None)
+        group = self._group.pop(peer, None)
+        if group is not None:
+            self._sizes[group] -= 1
+            if not self._sizes[group]:
+                del self._sizes[group]
+
+    def _news(self, ann: Announcement) -> None:
+        self.news.append(ann)
+        if len(self.news) > 2 * self.limits.capacity:  # nobody is reading: keep the newest
+            del self.news[: len(self.news) - self.limits.capacity]
 
     def _evict_for(self, group: str) -> bool:
-        sizes = Counter(self._group.values())
+        sizes = self._sizes
         crowded, size = max(sizes.items(), key=lambda kv: (kv[1], kv[0]))
         if size <= sizes.get(group, 0) + 1:
             return False  # the newcomer's range is no less represented: keep what we have
         victims = [p for p, g in self._group.items() if g == crowded]
         victim = min(victims, key=lambda p: self._by_peer[p].expires)
-        del self._by_peer[victim], self._group[victim]
+        self._drop(victim)
         return True
 
     def _expire(self, now: float) -> None:
+        # At most once a second: this walks the whole store.
+        if now - self._expired_at < 1.0 and now >= self._expired_at:
+            return
+        self._expired_at = now
         for peer in [p for p, a in self._by_peer.items() if not a.fresh(now)]:
-            del self._by_peer[peer], self._group[peer]
+            self._drop(peer)
 
     def remove(self, peer: str) -> None:
         """Forget ``peer`` (e.g. after it served corrupt data)."""
         with self._lock:
-            self._by_peer.pop(peer, None)
-            self._group.pop(peer, None)
+            self._drop(peer)
 
     # -- reading ------------------------------------------------------------------
     def __len__(self) -> int:
@@ -214,9 +243,10 @@ class GossipStore:
 
     def all(self) -> list[Announcement]:
         """Every fresh announcement (no particular order)."""
+        now = self.clock()
         with self._lock:
-            self._expire(self.clock())
-            return list(self._by_peer.values())
+            self._expire(now)
+            return [a for a in self._by_peer.values() if a.fresh(now)]
 
     def holders(self, manifest: str) -> list[Announcement]:
         """Fresh announcements of peers that hold the artifact ``manifest``."""
@@ -227,16 +257,19 @@ class GossipStore:
 
         With ``manifest``, holders of that artifact come first.
         """
+        now = self.clock()
         with self._lock:
-            self._expire(self.clock())
-            items = [(a, self._group[a.peer]) for a in self._by_peer.values()]
-        if len(items) > 4 * limit:  # bound the work: diversity among a random subset
-            if manifest is not None:
-                held = [ag for ag in items if ag[0].holds(manifest)]
-                mixed = held[: 4 * limit] + self.rng.sample(items, 4 * limit)
-                items = list({ag[0].peer: ag for ag in mixed}.values())
-            else:
-                items = self.rng.sample(items, 4 * limit)
+            self._expire(now)
+            keys = list(self._by_peer)
+            # Bound the work: diversity is chosen among a random subset of 4 x limit.
+            if len(keys) > 4 * limit:
+                picked = self.rng.sample(keys, 4 * limit)
+                if manifest is not None:
+                    held = [p for p, a in self._by_peer.items() if a.holds(manifest)]
+                    picked = list(dict.fromkeys(held[: 4 * limit] + picked))
+                keys = picked
+            items = [(self._by_peer[p], self._group[p]) for p in keys]
+        items = [ag for ag in items if ag[0].fresh(now)]
         self.rng.shuffle(items)
         if manifest is not None:
             items.sort(key=lambda ag: not ag[0].holds(manifest))

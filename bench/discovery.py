@@ -61,7 +61,9 @@ def _memoised_parse() -> Any:
     return fast
 
 
-def simulate(n: int, interval: float, fanout: int, view: int, seed: int = 7) -> dict[str, Any]:
+def simulate(
+    n: int, interval: float, fanout: int, view: int, seed: int = 7, join_rounds: int = 0
+) -> dict[str, Any]:
     """One run: warm swarm of ``n`` peers, one newcomer; returns the measurements."""
     rng = random.Random(seed)
     clock = Clock()
@@ -80,6 +82,7 @@ def simulate(n: int, interval: float, fanout: int, view: int, seed: int = 7) -> 
         for j in rng.sample([k for k in range(n) if k != i], view):
             peers[i].store.add(anns[j])
     new = n
+    peers[new].join_rounds = join_rounds
     peers[new].add_contact(urls[rng.randrange(n)], bootstrap=True)
     heap = [(T0 + rng.uniform(0, interval), i) for i in range(n)] + [(T0, new)]
     heapq.heapify(heap)
@@ -116,6 +119,7 @@ def simulate(n: int, interval: float, fanout: int, view: int, seed: int = 7) -> 
         "interval_s": interval,
         "fanout": fanout,
         "initial_view": view,
+        "join_rounds": join_rounds,
         "known_at_end": len(peers[new].store),
         "time_to_pct_s": {str(k): round(v, 1) for k, v in sorted(marks.items())},
         # Each exchange is one request + one answer; counted for both ends (sent + received).
@@ -232,18 +236,20 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--no-netns", action="store_true")
     args = ap.parse_args(argv)
     runs = []
-    for interval, fanout in ((60.0, 3), (60.0, 6)):
+    for interval, fanout, join in ((60.0, 3, 0), (60.0, 3, 12), (60.0, 6, 0)):
         t = time.perf_counter()
-        r = simulate(args.peers, interval, fanout, view=64)
+        r = simulate(args.peers, interval, fanout, view=64, join_rounds=join)
         r["wall_s"] = round(time.perf_counter() - t, 1)
         runs.append(r)
     rows = [
         [
             r["interval_s"],
             r["fanout"],
+            r["join_rounds"],
             r["time_to_pct_s"].get("50", "-"),
             r["time_to_pct_s"].get("90", "-"),
             r["time_to_pct_s"].get("99", "-"),
+            r["known_at_end"],
             r["messages_per_peer_per_min"],
             r["bytes_per_peer_per_min"],
             r["wall_s"],
@@ -256,9 +262,11 @@ def main(argv: list[str]) -> int:
             [
                 "interval s",
                 "fanout",
+                "join rounds (10 s)",
                 "50% s",
                 "90% s",
                 "99% s",
+                "known after 20 min",
                 "msgs/peer/min",
                 "bytes/peer/min",
                 "wall s",

@@ -81,6 +81,8 @@ class Exchange:
         backoff: float = 30.0,
         max_backoff: float = 3600.0,
         max_failures: int = 4,
+        join_rounds: int = 0,
+        join_interval: float | None = None,
     ) -> None:
         self.store = store
         self.interval = interval
@@ -92,6 +94,11 @@ class Exchange:
         self.max_failures = max_failures
         self.contacts: dict[str, Contact] = {}
         self.last_round: float | None = None
+        #: A joining peer's first ``join_rounds`` rounds come every ``join_interval``
+        #: seconds (default interval/6), to learn the swarm quickly, then it settles.
+        self.join_rounds = join_rounds
+        self.join_interval = interval / 6 if join_interval is None else join_interval
+        self.rounds = 0
         self.in_flight: set[str] = set()
         self.sent_messages = 0
         self.sent_bytes = 0
@@ -133,9 +140,10 @@ class Exchange:
         Rounds are paced: at most one every ``interval`` seconds, unless the
         caller asks for an explicit ``limit`` (an on-demand lookup).
         """
-        if limit is None and self.last_round is not None and now < self.last_round + self.interval:
+        if limit is None and self.last_round is not None and now < self.last_round + self.pace:
             return []
         self.last_round = now
+        self.rounds += 1
         self._learn_contacts()
         want = (self.fanout if limit is None else limit) - len(self.in_flight)
         ready = [
@@ -143,7 +151,7 @@ class Exchange:
             for c in self.contacts.values()
             if c.url not in self.in_flight
             and c.retry_at <= now
-            and (c.asked < 0 or now - c.asked >= self.interval)
+            and (c.asked < 0 or now - c.asked >= self.pace)
         ]
         # Strangers first, then the longest unasked; bootstrap contacts only when
         # nobody else is left (they would otherwise be asked by everyone, always).
@@ -168,11 +176,16 @@ class Exchange:
             self.contacts[url].asked = now
         return chosen
 
+    @property
+    def pace(self) -> float:
+        """Seconds between rounds now (shorter while joining)."""
+        return self.join_interval if self.rounds < self.join_rounds else self.interval
+
     def next_wakeup(self, now: float) -> float:
         """When the next round is due."""
         if self.last_round is None:
             return now
-        return max(now, self.last_round + self.interval)
+        return max(now, self.last_round + self.pace)
 
     # -- messages -----------------------------------------------------------------------
     def payload(self, *, manifest: str | None = None) -> bytes:

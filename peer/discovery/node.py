@@ -51,6 +51,8 @@ class NodeConfig:
     interval: float = 60.0
     fanout: int = 3
     sample_size: int = 32
+    #: Faster rounds (every interval/6) for the first few, to learn the swarm quickly.
+    join_rounds: int = 12
     lifetime: int = DEFAULT_LIFETIME
     proxy: str | None = None
     relay_for_others: bool = True
@@ -79,6 +81,7 @@ class DiscoveryNode:
             interval=config.interval,
             fanout=config.fanout,
             sample_size=config.sample_size,
+            join_rounds=config.join_rounds,
         )
         for url in config.bootstrap:
             self.exchange.add_contact(url, bootstrap=True)

@@ -173,3 +173,12 @@ def test_contact_limit() -> None:
     assert ex.add_contact("http://198.18.1.2")
     assert not ex.add_contact("http://198.18.1.3")
     assert ex.add_contact("http://198.18.1.4", bootstrap=True)
+
+
+def test_join_burst_then_settles() -> None:
+    ex = Exchange(store(Clock()), interval=60, join_rounds=2)
+    ex.add_contact("http://198.18.1.2")
+    assert ex.due(NOW) and ex.next_wakeup(NOW) == NOW + 10  # joining: every interval/6
+    ex.on_failure("http://198.18.1.2", NOW)
+    ex.due(NOW + 10)
+    assert ex.rounds == 2 and ex.next_wakeup(NOW + 10) == NOW + 70  # settled

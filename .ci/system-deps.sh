@@ -14,6 +14,7 @@ command -v ip >/dev/null || want+=(iproute2)
 command -v squid >/dev/null || [ -x /usr/sbin/squid ] || want+=(squid)  # geo: mirror behind a proxy
 command -v wrk >/dev/null || want+=(wrk)
 command -v faketime >/dev/null || want+=(faketime)
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || want+=(nftables)  # discovery: firewall rules in namespaces
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "system-deps: not root, cannot install: ${want[*]} (tests needing them will skip)" >&2

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
+    from peer.discovery.node import DiscoveryNode
     from webseed.server.incentives import PeerIncentives
 
 #: Same value as webseed.cli.EXIT_USAGE (not imported: cli imports this module).
@@ -39,6 +42,32 @@ def _open_incentives(state_dir: Path | None) -> PeerIncentives:
     except IdentityError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+
+
+def _discovery_node(
+    incentives: PeerIncentives,
+    repo_dir: Path,
+    host: str,
+    bootstrap: list[str],
+    public_urls: list[str],
+    interval: float,
+    proxy: str | None,
+) -> DiscoveryNode:
+    """Peer exchange beside the server: announcements signed with the peer's identity.
+
+    The node's gossip store answers ``/.well-known/webseed/pex``; its announcement
+    lists the manifest digests this peer serves (at most what the format allows).
+    """
+    from peer.discovery.announce import MAX_HAVE
+    from peer.discovery.node import DiscoveryNode, NodeConfig
+
+    manifests = repo_dir / ".well-known" / "webseed" / "manifests"
+    have = sorted(p.stem for p in manifests.glob("*.json"))[:MAX_HAVE]
+    config = NodeConfig(
+        host=host, public_urls=public_urls, bootstrap=bootstrap, have=have,
+        interval=interval, proxy=proxy,
+    )  # fmt: skip
+    return DiscoveryNode(incentives.identity, config)
 
 
 def register(app: typer.Typer) -> None:
@@ -79,6 +108,27 @@ def register(app: typer.Typer) -> None:
                 "given). Default: $XDG_STATE_HOME/webseed, key in $XDG_CONFIG_HOME/webseed."
             ),
         ] = None,
+        bootstrap: Annotated[
+            list[str] | None,
+            typer.Option("--bootstrap", help="A peer to exchange announcements with (repeatable)."),
+        ] = None,
+        discover: Annotated[
+            bool,
+            typer.Option(
+                "--discover/--no-discover",
+                help="Take part in peer exchange (on with --bootstrap).",
+            ),
+        ] = False,
+        public_url: Annotated[
+            list[str] | None,
+            typer.Option("--public-url", help="URL others reach this peer at (default: bound)."),
+        ] = None,
+        gossip_interval: Annotated[
+            float, typer.Option(help="Seconds between peer-exchange rounds.")
+        ] = 60.0,
+        proxy: Annotated[
+            str | None, typer.Option(help="HTTP(S) proxy for peer exchange (else the env's).")
+        ] = None,
     ) -> None:
         """Serve REPO_DIR to peers and plain HTTP clients until SIGTERM/SIGINT."""
         from webseed.server.app import create_app
@@ -103,6 +153,12 @@ def register(app: typer.Typer) -> None:
             typer.echo("error: --upload-policy is 'incentives' or 'fifo'", err=True)
             raise typer.Exit(EXIT_USAGE)
         incentives = _open_incentives(state_dir)
+        node = None
+        if discover or bootstrap:
+            node = _discovery_node(
+                incentives, repo_dir, host, bootstrap or [], public_url or [], gossip_interval,
+                proxy,
+            )  # fmt: skip
         app = create_app(
             repo_dir,
             store=store,
@@ -110,7 +166,10 @@ def register(app: typer.Typer) -> None:
             rate=_parse_rate(rate),
             policy=FifoPolicy() if upload_policy == "fifo" else None,
             incentives=incentives,
+            pex=node.store if node is not None else None,
         )
+        if node is not None:
+            node.app.inner = app
         opts = ServerOptions(
             host=host,
             port=port,
@@ -122,9 +181,26 @@ def register(app: typer.Typer) -> None:
             # One line, flushed: scripts and tests read the bound URL from it.
             print(f"webseed: serving {repo_dir} at {url}", flush=True)
             print(f"webseed: peer id {incentives.peer_id}", file=sys.stderr, flush=True)
+            if node is not None:
+                node.urls = node.config.public_urls or [url]
+                node.announce(time.time())
+
+        async def main() -> None:
+            if node is None:
+                await run(app, opts, ready=ready)
+                return
+            stop = asyncio.Event()
+            gossip = asyncio.create_task(node.gossiper.run(stop))
+            try:
+                await run(node.app, opts, ready=ready, stop=stop)
+            finally:
+                stop.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(gossip, 5.0)
+                await node.client.aclose()
 
         try:
-            asyncio.run(run(app, opts, ready=ready))
+            asyncio.run(main())
         except OSError as exc:
             typer.echo(f"error: cannot listen on {host}:{port}: {exc}", err=True)
             raise typer.Exit(EXIT_USAGE) from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +26,9 @@ KeySpec = str | os.PathLike[str] | Ed25519PrivateKey | RoleKeys
 
 
 @dataclass
-class PublishResult:
+class PublishResult(PublishReport):
     """What :func:`publish` did: the index report plus the package views written."""
 
-    index_version: int
-    added: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    hashed_bytes: int = 0
     pypi_projects: int = 0
     apt_packages: int = 0
 

@@ -220,21 +220,9 @@ def _swarm(work: Path, src: Path, repo: Path, keys: Path) -> int:
         iso = "releases/demo-os-1.0.iso"
 
         console.rule("swarm download: 2 peers + 1 mirror")
-        report = _get(
-            iso,
-            "--root-key",
-            pub,
-            "-o",
-            str(work / "got.iso"),
-            "--peer",
-            peers[0],
-            "--peer",
-            peers[1],
-            "--mirror",
-            mirror,
-            "--state-dir",
-            str(work / "trust"),
-        )
+        swarm = ["--peer", peers[0], "--peer", peers[1], "--mirror", mirror]
+        trust = ["--state-dir", str(work / "trust"), "--root-key", pub]
+        report = _get(iso, "-o", str(work / "got.iso"), *swarm, *trust)
         if report.get("exit") != 0:
             console.print(f"[red]download failed: {report}")
             return 1
@@ -281,22 +269,9 @@ def _swarm(work: Path, src: Path, repo: Path, keys: Path) -> int:
         out = _run("publish", str(src), "--repo", str(repo), "--key", str(keys / "webseed.key"))
         console.print(out.stdout.strip())
         report = _get(
-            "releases/demo-os-1.1.iso",
-            "--root-key",
-            pub,
-            "-o",
-            str(work / "got-1.1.iso"),
-            "--from",
-            str(work / "got.iso"),
-            "--peer",
-            peers[0],
-            "--peer",
-            peers[1],
-            "--mirror",
-            mirror,
-            "--state-dir",
-            str(work / "trust"),
-        )
+            "releases/demo-os-1.1.iso", "-o", str(work / "got-1.1.iso"),
+            "--from", str(work / "got.iso"), *swarm, *trust,
+        )  # fmt: skip
         patch = report.get("patch")
         if report.get("exit") != 0 or not isinstance(patch, dict):
             console.print(f"[red]patch update failed: {report}")

@@ -85,12 +85,25 @@ def make_repo(root: Path) -> Path:
     return root / "repo"
 
 
-def start_webseed(repo: Path, slots: int = 0) -> tuple[subprocess.Popen[str], str]:
-    """``webseed serve REPO --port 0 [--slots N]`` as its own process; (process, base URL)."""
+def start_webseed(
+    repo: Path, slots: int = 0, src: Path | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """``webseed serve REPO --port 0 [--slots N]`` as its own process; (process, base URL).
+
+    ``src``: run the webseed found in that source tree (e.g. a checkout of an
+    older commit, to compare before/after in the same run) instead of this one.
+    """
     cmd = [sys.executable, "-m", "webseed.cli", "serve", str(repo), "--port", "0"]
     if slots:
         cmd += ["--slots", str(slots)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=src,
+        env={**os.environ, "PYTHONPATH": str(src)} if src else None,
+    )
     assert proc.stdout is not None
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -395,10 +408,53 @@ def measure(
     return result
 
 
+def over_capacity_runs(
+    name: str,
+    repo: Path,
+    clients: int,
+    seconds: float,
+    slots: int,
+    generator: str,
+    tmp: Path,
+    src: Path | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """At capacity, over capacity (ignoring / honouring Retry-After); rows and the summary."""
+    proc, base = start_webseed(repo, slots, src)
+    try:
+        at_cap = measure(name, proc, base, slots, seconds, generator, tmp)
+        over = measure(name, proc, base, clients, seconds, generator, tmp)
+        # The same overload from clients that back off as Retry-After tells them to.
+        polite = measure(name, proc, base, clients, seconds, "polite", tmp)
+    finally:
+        stop(proc)
+    cap = at_cap["served_MBps"]
+    return [at_cap, over, polite], {
+        "refused_503": over["refused_503"] + polite["refused_503"],
+        "all_503_have_retry_after": over["refused_503"] == over["retry_after"]
+        and polite["refused_503"] == polite["retry_after"],
+        # Served bytes/s under overload over served bytes/s with exactly `slots` clients.
+        "goodput_vs_at_capacity_ignoring_retry_after": round(
+            over["served_MBps"] / cap if cap else 0.0, 3
+        ),
+        "goodput_vs_at_capacity_honouring_retry_after": round(
+            polite["served_MBps"] / cap if cap else 0.0, 3
+        ),
+    }
+
+
 def run(
-    clients: int, seconds: float, slots: int, generator: str = "auto", with_nginx: bool = True
+    clients: int,
+    seconds: float,
+    slots: int,
+    generator: str = "auto",
+    with_nginx: bool = True,
+    baseline: Path | None = None,
 ) -> dict[str, Any]:
-    """The three runs (plus the at-capacity reference); the results dict."""
+    """The three runs (plus the at-capacity reference); the results dict.
+
+    ``baseline``: also run the over-capacity runs with the webseed of that
+    source tree (before/after comparison in the same run).
+    """
     tmp = Path(tempfile.mkdtemp(prefix="webseed-load-"))
     try:
         repo = make_repo(tmp)
@@ -417,38 +473,28 @@ def run(
                     rows.append(measure("nginx", nproc, nbase, clients, seconds, generator, tmp))
                 finally:
                     stop(nproc)
-        proc, base = start_webseed(repo, slots)
-        try:
-            at_cap = measure(f"webseed --slots {slots}", proc, base, slots, seconds, generator, tmp)
-            over = measure(f"webseed --slots {slots}", proc, base, clients, seconds, generator, tmp)
-            # The same overload from clients that back off as Retry-After tells them to.
-            polite = measure(
-                f"webseed --slots {slots}", proc, base, clients, seconds, "polite", tmp
+        before: dict[str, Any] | None = None
+        if baseline is not None:
+            old_rows, before = over_capacity_runs(
+                f"before --slots {slots}", repo, clients, seconds, slots, generator, tmp, baseline
             )
-        finally:
-            stop(proc)
-        rows += [at_cap, over, polite]
-        cap = at_cap["served_MBps"]
-        return {
+            rows += old_rows
+        new_rows, summary = over_capacity_runs(
+            f"webseed --slots {slots}", repo, clients, seconds, slots, generator, tmp
+        )
+        rows += new_rows
+        res: dict[str, Any] = {
             "clients": clients,
             "seconds": seconds,
             "slots": slots,
             "range_bytes": RANGE,
             "file_bytes": SIZE,
             "runs": rows,
-            "over_capacity": {
-                "refused_503": over["refused_503"] + polite["refused_503"],
-                "all_503_have_retry_after": over["refused_503"] == over["retry_after"]
-                and polite["refused_503"] == polite["retry_after"],
-                # Served bytes/s under overload over served bytes/s with exactly `slots` clients.
-                "goodput_vs_at_capacity_ignoring_retry_after": round(
-                    over["served_MBps"] / cap if cap else 0.0, 3
-                ),
-                "goodput_vs_at_capacity_honouring_retry_after": round(
-                    polite["served_MBps"] / cap if cap else 0.0, 3
-                ),
-            },
+            "over_capacity": summary,
         }
+        if before is not None:
+            res["over_capacity_before"] = before
+        return res
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -459,6 +505,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--slots", type=int, default=32)
     ap.add_argument("--generator", choices=["auto", "wrk", "asyncio"], default="auto")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="SRC",
+        help="also run the --slots runs with the webseed of this source tree (before/after)",
+    )
     ap.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
     ap.add_argument("--polite", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -469,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         return 0
-    res = run(args.clients, args.seconds, args.slots, args.generator)
+    res = run(args.clients, args.seconds, args.slots, args.generator, baseline=args.baseline)
     cols = [
         "server",
         "clients",
@@ -485,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
         "alive",
     ]
     print(table(cols, [[r[c] for c in cols] for r in res["runs"]]))
+    if "over_capacity_before" in res:
+        print("before:", json.dumps(res["over_capacity_before"]))
     print(json.dumps(res["over_capacity"]))
     write_results("load", res)
     ok = all(r["alive"] and r["answers_after"] for r in res["runs"])

@@ -30,6 +30,7 @@ from webseed.server.core import READ_SIZE, Peer, Plan
 from webseed.server.exports import export_target
 from webseed.server.incentives import PeerIncentives, lifespan, read_body, request_target
 from webseed.server.metrics import MetricsMiddleware
+from webseed.server.overload import RANK_KEY, OverloadGate
 from webseed.server.pex import PexSource
 from webseed.server.ranges import DEFAULT_POLICY, RangePolicy
 from webseed.server.repo import Repository
@@ -38,8 +39,11 @@ from webseed.server.repo import Repository
 class PlanResponse(Response):
     """Carries out a :class:`Plan` over ASGI: headers, then file slices in large reads."""
 
-    def __init__(self, peer: Peer, plan: Plan, requester: Requester) -> None:
+    def __init__(
+        self, peer: Peer, plan: Plan, requester: Requester, rank: float | None = None
+    ) -> None:
         self.peer = peer
+        self.rank = rank  # the queue rank the overload gate already gave (anonymous only)
         self.plan = plan
         self.requester = requester
         self.status_code = plan.status
@@ -54,7 +58,7 @@ class PlanResponse(Response):
             return
         peer = self.peer
         try:
-            await peer.pool.acquire(self.requester)
+            await peer.pool.acquire(self.requester, self.rank)
         except OverCapacity as exc:
             peer.stats.request(refused=True)
             await _overloaded(send, exc.retry_after)
@@ -149,6 +153,7 @@ def create_app(
     range_policy: RangePolicy = DEFAULT_POLICY,
     read_size: int | None = None,
     incentives: PeerIncentives | None = None,
+    refuse_hold: float | None = None,
 ) -> Starlette:
     """A Starlette app serving repository ``repo`` (and partial artifacts in ``store``).
 
@@ -157,7 +162,10 @@ def create_app(
     to ``max_wait`` seconds for a slot (default FIFO); ``pex`` supplies the
     peer-exchange announcements; ``incentives`` accounts uploads to verified
     identities, takes receipts and, unless ``policy`` is given, orders the
-    queue by contribution (``docs/incentives.md``). The :class:`Peer` is at
+    queue by contribution (``docs/incentives.md``). While every slot is taken
+    and the queue is full, artifact GETs that would be refused are refused
+    before routing, held ``refuse_hold`` seconds first (default ``max_wait``;
+    see :mod:`webseed.server.overload`). The :class:`Peer` is at
     ``app.state.peer``.
     """
     if incentives is not None and policy is None:
@@ -197,7 +205,8 @@ def create_app(
         who = peer.requester(
             headers, client, plan.upload or path, method=request.method, target=target
         )
-        return PlanResponse(peer, plan, who)
+        rank = request.scope.get(RANK_KEY) if not who.peer else None
+        return PlanResponse(peer, plan, who, rank)
 
     app = Starlette(
         routes=[
@@ -207,7 +216,11 @@ def create_app(
                 methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"],
             )
         ],
-        middleware=[Middleware(MetricsMiddleware, metrics=peer.metrics)],
+        # The gate first: a refusal while saturated skips routing, planning and auth.
+        middleware=[
+            Middleware(OverloadGate, peer=peer, hold=refuse_hold),
+            Middleware(MetricsMiddleware, metrics=peer.metrics),
+        ],
         lifespan=lifespan(incentives) if incentives is not None else None,
     )
     app.state.peer = peer

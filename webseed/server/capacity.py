@@ -101,6 +101,7 @@ class SlotPool:
         self._lock = threading.Lock()
         self._waiters: list[_Waiter] = []  # heap: lowest key = served first
         self._seq = itertools.count()
+        self._retry_bytes = (retry_after, str(retry_after).encode())
 
     @property
     def in_use(self) -> int:
@@ -112,6 +113,34 @@ class SlotPool:
         """Requests waiting for a slot."""
         return len(self._waiters)
 
+    @property
+    def saturated(self) -> bool:
+        """Every slot taken and the wait queue full: a newcomer waits nowhere (lock-free read).
+
+        The over-capacity fast path (:mod:`webseed.server.overload`) checks this
+        first; a slot freed a moment later only means one request refused early.
+        """
+        return (
+            bool(self.slots)
+            and self._in_use >= self.slots
+            and (len(self._waiters) >= self.queue_limit or self.max_wait <= 0)
+        )
+
+    def refuses(self, rank: float) -> bool:
+        """Whether a newcomer of ``rank`` would be refused now (it outranks no waiter)."""
+        with self._lock:
+            if not self.saturated:
+                return False
+            if self.max_wait <= 0 or not self._waiters:
+                return True
+            return rank <= -max(self._waiters).key[0]
+
+    def retry_after_now(self) -> bytes:
+        """The ``Retry-After`` value for a refusal now, as header bytes."""
+        if self._retry_bytes[0] != self.retry_after:
+            self._retry_bytes = (self.retry_after, str(self.retry_after).encode())
+        return self._retry_bytes[1]
+
     def try_acquire(self) -> bool:
         """Take a slot if one is free and nobody waits for it."""
         with self._lock:
@@ -120,15 +149,21 @@ class SlotPool:
             self._in_use += 1
             return True
 
-    async def acquire(self, requester: Requester) -> None:
-        """Take a slot, waiting at most ``max_wait``; raise :class:`OverCapacity` otherwise."""
+    async def acquire(self, requester: Requester, rank: float | None = None) -> None:
+        """Take a slot, waiting at most ``max_wait``; raise :class:`OverCapacity` otherwise.
+
+        ``rank``: the policy's rank if the caller already asked for it (the fast
+        path does, for anonymous requests), so the policy is asked once per request.
+        """
         if self.try_acquire():
             return
         if self.max_wait <= 0 or self.queue_limit <= 0:
             raise OverCapacity(self.retry_after)
         loop = asyncio.get_running_loop()
         waiter = _Waiter(
-            (-self.policy.rank(requester), next(self._seq)), loop.create_future(), loop
+            (-(self.policy.rank(requester) if rank is None else rank), next(self._seq)),
+            loop.create_future(),
+            loop,
         )
         evicted: _Waiter | None = None
         with self._lock:

@@ -121,6 +121,7 @@ class PeerMetrics:
         )
         r.register(_Slots(pool))
         self._mirrors: set[str] = set()
+        self._refused_503: Any = None
         # Every label value exists from the start, so a scrape shows zeros, not gaps.
         for kind in KINDS:
             self.bytes_served.labels(kind)
@@ -142,6 +143,15 @@ class PeerMetrics:
             self.range_requests.inc()
         if status == 503:
             self.over_capacity.inc()
+
+    def refused(self, *, ranged: bool) -> None:
+        """One ``503`` of the over-capacity fast path (label children bound once)."""
+        if self._refused_503 is None:
+            self._refused_503 = self.requests.labels("503")
+        self._refused_503.inc()
+        self.over_capacity.inc()
+        if ranged:
+            self.range_requests.inc()
 
     # -- hooks for the download engine and the mirror layer --------------------------------
 

@@ -11,12 +11,14 @@ pre-built ``503`` + ``Retry-After``.
 
 Cheap is not enough: most of a refusal's cost is the HTTP server's own
 per-request work (parsing, the ASGI round trip), and a client that ignores
-``Retry-After`` asks again at once on the same connection. So the gate *holds*
-each refusal for ``hold`` seconds (default: the pool's ``max_wait``, the time a
-queued request may wait before its own ``503``) on a timer, costing no CPU and
-no slot, and then answers; a client that disconnects meanwhile is dropped.
-A hammering connection thus gets at most one refusal per ``hold``, and the
-event loop stays free for the requests being served. (``Connection: close``
+``Retry-After`` asks again at once on the same connection. So a connection
+that asks again within half the ``Retry-After`` it was given has its next
+refusal *held* for ``hold`` seconds (default: the pool's ``max_wait``, the time
+a queued request may wait before its own ``503``) on a timer, costing no CPU
+and no slot, before it is sent; a client that disconnects meanwhile is
+dropped. A hammering connection thus gets at most one refusal per ``hold``,
+and the event loop stays free for the requests being served, while a client
+that honours ``Retry-After`` gets its ``503`` at once. (``Connection: close``
 on the ``503`` was measured too: the reconnects cost the server more than
 the keep-alive requests they replace, so the connection is kept.)
 
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
 RANK_KEY = "webseed.rank"
 _WK = "/.well-known/"
 _CHUNKS = "/.well-known/webseed/chunks/"
+#: Most connections whose last refusal is remembered (a few hundred bytes each).
+MAX_TRACKED = 8192
 _BODY = b"over upload capacity, retry later\n"
 _AUTH = b"webseed-peer"
 _INM = b"if-none-match"
@@ -73,6 +77,7 @@ class OverloadGate:
         #: Seconds a refused request is held before its 503 (default: the pool's max_wait).
         self.hold = self.pool.max_wait if hold is None else hold
         self._fifo = isinstance(self.pool.policy, FifoPolicy)
+        self._last: dict[tuple[str, int], float] = {}  # connection -> its last refusal
         self._headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(_BODY)).encode()),
@@ -114,19 +119,40 @@ class OverloadGate:
                 return
         await self.refuse(scope, receive, send, ranged)
 
+    def _early(self, key: tuple[str, int] | None, now: float) -> bool:
+        """Whether connection ``key`` got a refusal less than half its ``Retry-After`` ago."""
+        last = self._last.get(key) if key else None
+        return last is not None and now - last < self.pool.retry_after / 2
+
+    def _note(self, key: tuple[str, int] | None, now: float) -> None:
+        """Remember when connection ``key`` got its refusal (bounded table)."""
+        if not key:
+            return
+        self._last[key] = now
+        if len(self._last) > MAX_TRACKED:
+            # Keep only the connections refused within the last Retry-After.
+            window = self.pool.retry_after
+            self._last = {k: t for k, t in self._last.items() if now - t < window}
+            if len(self._last) > MAX_TRACKED:
+                self._last = {key: now}
+
     async def refuse(self, scope: Scope, receive: Receive, send: Send, ranged: bool) -> None:
-        """Hold the request ``hold`` seconds, then send the pre-built ``503`` and count it."""
+        """Send the pre-built ``503`` (held first if this connection ignores Retry-After)."""
         started = time.monotonic()
-        if self.hold > 0 and await _left_during(receive, self.hold):
+        client = scope.get("client")
+        key = (client[0], client[1]) if client else None
+        early = self.hold > 0 and self._early(key, started)
+        if early and await _left_during(receive, self.hold):
             # The client gave up while held: nothing to send; it was refused all the same.
-            self._count(scope, ranged, started, 0)
+            self._count(scope, ranged, started, 0, early)
             return
         headers = [*self._headers, (b"retry-after", self.pool.retry_after_now())]
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send(self._body)
-        self._count(scope, ranged, started, len(_BODY))
+        self._note(key, time.monotonic())  # from when it was sent, so a hold is no excuse
+        self._count(scope, ranged, started, len(_BODY), early)
 
-    def _count(self, scope: Scope, ranged: bool, started: float, sent: int) -> None:
+    def _count(self, scope: Scope, ranged: bool, started: float, sent: int, early: bool) -> None:
         self.peer.stats.request(refused=True)
         self.peer.metrics.refused(ranged=ranged)
         if ACCESS_LOG.isEnabledFor(logging.INFO):
@@ -145,6 +171,7 @@ class OverloadGate:
                         "client": client[0],
                         "duration_ms": round((time.monotonic() - started) * 1000, 3),
                         "fast_path": True,
+                        "held": early,
                     }
                 },
             )

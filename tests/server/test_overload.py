@@ -155,3 +155,18 @@ def test_an_optimistic_stranger_is_ranked_once(bigrepo: Path) -> None:
     assert out["lucky"] == 200
     # Ranked by the gate only: the queue used that rank instead of drawing again.
     assert policy.calls == ["", ""]
+
+
+def test_a_queue_refusal_is_remembered_for_the_connection(bigrepo: Path) -> None:
+    from webseed.server.overload import OverloadGate
+
+    app = create_app(bigrepo, slots=1, max_wait=0.2, refuse_hold=HOLD)
+    with running(app) as url, httpx.Client(timeout=20) as c:
+        gate = app.middleware_stack
+        while not isinstance(gate, OverloadGate):
+            gate = gate.app  # type: ignore[union-attr]
+        with httpx.Client(timeout=20) as hog, hog.stream("GET", f"{url}/huge.bin") as stuck:
+            assert stuck.status_code == 200
+            r = c.get(f"{url}/small.bin")  # queued, the wait runs out: 503 the normal way
+            assert r.status_code == 503 and r.headers["retry-after"] == "1"
+            assert len(gate._last) == 1  # that connection's next early refusal will be held

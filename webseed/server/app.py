@@ -30,7 +30,7 @@ from webseed.server.core import READ_SIZE, Peer, Plan
 from webseed.server.exports import export_target
 from webseed.server.incentives import PeerIncentives, lifespan, read_body, request_target
 from webseed.server.metrics import MetricsMiddleware
-from webseed.server.overload import RANK_KEY, OverloadGate
+from webseed.server.overload import RANK_KEY, REFUSED_KEY, OverloadGate
 from webseed.server.pex import PexSource
 from webseed.server.ranges import DEFAULT_POLICY, RangePolicy
 from webseed.server.repo import Repository
@@ -60,6 +60,7 @@ class PlanResponse(Response):
         try:
             await peer.pool.acquire(self.requester, self.rank)
         except OverCapacity as exc:
+            scope[REFUSED_KEY] = True  # the overload gate holds this connection's next refusal
             peer.stats.request(refused=True)
             await _overloaded(send, exc.retry_after)
             return

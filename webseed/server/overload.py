@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 
 #: Scope key carrying the rank the gate gave an anonymous request it let through.
 RANK_KEY = "webseed.rank"
+#: Scope key the app sets when it refused a request for capacity (queue full, wait over).
+REFUSED_KEY = "webseed.refused"
 _WK = "/.well-known/"
 _CHUNKS = "/.well-known/webseed/chunks/"
 #: Most connections whose last refusal is remembered (a few hundred bytes each).
@@ -85,39 +87,45 @@ class OverloadGate:
         self._body = {"type": "http.response.body", "body": _BODY, "more_body": False}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.pool.saturated or scope["method"] != "GET":
-            await self.app(scope, receive, send)
-            return
+        if scope["type"] == "http" and self.pool.saturated and scope["method"] == "GET":
+            ranged = self._refusable(scope)
+            if ranged is not None:
+                await self.refuse(scope, receive, send, ranged)
+                return
+        await self.app(scope, receive, send)
+        if scope.get(REFUSED_KEY):
+            # Refused the normal way (queue full or wait over): a connection that asks
+            # again at once is held like one refused here.
+            client = scope.get("client")
+            self._note((client[0], client[1]) if client else None, time.monotonic())
+
+    def _refusable(self, scope: Scope) -> bool | None:
+        """None if this request must go the normal way, else whether it has a Range header."""
         path: str = scope["path"]
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
         if path.startswith(_WK) and not path.startswith(_CHUNKS):
-            await self.app(scope, receive, send)
-            return
+            return None
         if path.endswith((".meta4", ".torrent")):
-            await self.app(scope, receive, send)
-            return
+            return None
         ranged = signed = False
         for name, _ in scope["headers"]:
             if name == _RANGE:
                 ranged = True
             elif name == _INM:
-                await self.app(scope, receive, send)
-                return
+                return None
             elif name == _AUTH:
                 signed = True
         if not self._fifo:
             if signed:
-                await self.app(scope, receive, send)
-                return
+                return None
             client = scope.get("client") or ("", 0)
             rank = self.pool.policy.rank(Requester("", client[0], path.lstrip("/")))
             if not self.pool.refuses(rank):
                 scope[RANK_KEY] = rank
-                await self.app(scope, receive, send)
-                return
-        await self.refuse(scope, receive, send, ranged)
+                return None
+        return ranged
 
     def _early(self, key: tuple[str, int] | None, now: float) -> bool:
         """Whether connection ``key`` got a refusal less than half its ``Retry-After`` ago."""

@@ -57,13 +57,27 @@ class SourceStats:
     removed: bool
 
 
+# bytes 0/1 -> ASCII "0"/"1", to turn a holdings bytearray into an int bitmask in one go.
+_TO_BITS = bytes(0x30 + (b & 1) if b < 2 else 0x31 for b in range(256))
+
+
+def _mask_of(has: bytearray) -> int:
+    """Bit ``c`` set iff ``has[c]``: lets a pick intersect holdings with free chunks at C speed."""
+    return int(has[::-1].translate(_TO_BITS), 2) if has else 0
+
+
 class _Source:
-    def __init__(self, sid: str, kind: SourceKind, complete: bool, cfg: SchedulerConfig) -> None:
+    def __init__(
+        self, sid: str, kind: SourceKind, complete: bool, cfg: SchedulerConfig, full: int
+    ) -> None:
         self.id = sid
         self.kind = kind
         # None: holds every chunk. Otherwise one byte per chunk.
         self.has: bytearray | None = None if complete or kind == "mirror" else bytearray()
         self.known = complete or kind == "mirror"
+        # The same holdings as a bitmask (bit c: holds chunk c), and how many are held.
+        self.mask = full if self.has is None else 0
+        self.held = 0
         self.banned: str | None = None
         self.removed = False
         self.failures = 0
@@ -134,6 +148,13 @@ class Scheduler:
             if 0 <= chunk < self.chunk_count and not self._verified[chunk]:
                 self._verified[chunk] = 1
                 self._missing -= 1
+        self._full = (1 << self.chunk_count) - 1
+        # Bit c set iff chunk c is neither verified nor carried by a request: what a pick
+        # may choose from, kept incrementally so picks need no scan over every chunk.
+        self._free = self._full
+        for c in range(self.chunk_count):
+            if self._verified[c]:
+                self._free &= ~(1 << c)
         self._carriers: dict[int, set[int]] = {}
         self._sources: dict[str, _Source] = {}
         self._requests: dict[int, _Req] = {}
@@ -144,6 +165,7 @@ class Scheduler:
         self._now = 0.0
         self._finished_sent = False
         self._advice_at = 0.0
+        self._pass_total = 0.0  # summed rate of usable sources, set at each scheduling pass
 
     # -- queries -------------------------------------------------------------------
 
@@ -265,6 +287,7 @@ class Scheduler:
                 out.append(Finished())
             return out
         if only is not None:
+            self._pass_total = self._total_rate()
             self._fill(only, out)
         else:
             self._schedule(out)
@@ -280,7 +303,7 @@ class Scheduler:
             return
         if old is not None and old.banned is not None:
             return  # a banned source stays banned for this download
-        s = _Source(ev.source, ev.kind, ev.complete, self.config)
+        s = _Source(ev.source, ev.kind, ev.complete, self.config, self._full)
         self._sources[ev.source] = s
         if s.has is None:
             self._complete_holders += 1
@@ -295,6 +318,8 @@ class Scheduler:
                     if v:
                         self._partial_avail[c] -= 1
         s.has = has
+        s.mask = self._full if has is None else _mask_of(has)
+        s.held = self.chunk_count if has is None else sum(has)
         if present and s.present:
             s.known = True
             if has is None:
@@ -313,6 +338,16 @@ class Scheduler:
 
     def _set_one(self, s: _Source, chunk: int, value: bool) -> None:
         if s.holds(chunk) == value and s.known:
+            return
+        if s.known and s.present and s.has is not None and len(s.has) == self.chunk_count:
+            # The common case (a Have from a partial peer): update in place, O(1).
+            step = 1 if value else -1
+            s.has[chunk] = 1 if value else 0
+            s.held += step
+            s.mask ^= 1 << chunk
+            self._partial_avail[chunk] += step
+            if s.held == self.chunk_count:
+                self._set_holdings(s, None)  # now complete: counted as a complete holder
             return
         if s.has is None:
             has = bytearray(b"\x01" * self.chunk_count)
@@ -369,6 +404,7 @@ class Scheduler:
             return
         self._verified[c] = 1
         self._missing -= 1
+        self._free &= ~(1 << c)
         for rid in list(self._carriers.get(c, ())):
             req = self._requests.get(rid)
             if req is not None:
@@ -451,6 +487,8 @@ class Scheduler:
                 carriers.discard(rid)
                 if not carriers:
                     del self._carriers[c]
+                    if not self._verified[c]:
+                        self._free |= 1 << c
 
     def _drop_request(self, rid: int, reason: str, out: list[Action]) -> None:
         req = self._requests.get(rid)
@@ -490,12 +528,13 @@ class Scheduler:
         return self._outstanding(s) < target
 
     def _schedule(self, out: list[Action]) -> None:
-        ranked = sorted(
-            (s for s in self._sources.values() if self._usable(s)),
-            key=lambda s: (-self._rate(s), s.id),
-        )
-        for s in ranked:
-            self._fill(s, out)
+        usable = [s for s in self._sources.values() if self._usable(s)]
+        rates = [self._rate(s) for s in usable]
+        # Rates and usability cannot change while a pass issues requests: sum them once.
+        self._pass_total = sum(rates)
+        order = sorted(range(len(usable)), key=lambda i: (-rates[i], usable[i].id))
+        for i in order:
+            self._fill(usable[i], out)
 
     def _fill(self, s: _Source, out: list[Action]) -> None:
         for _ in range(self.config.max_requests_per_source):
@@ -515,21 +554,26 @@ class Scheduler:
         return rate is not None and rate < self.config.slow_fraction * total
 
     def _pick(self, s: _Source) -> Request | None:
+        free = self._free
+        mine = free & s.mask  # chunks neither verified nor claimed that this source holds
+        if not mine:
+            return self._steal(s)
         cfg = self.config
-        total = self._total_rate()
+        total = self._pass_total
         slow = self._is_slow(s, total)
         probing = slow and self._now >= s.probe_at
         fast_start = self.chunk_count - self._missing < cfg.fast_start_chunks
-        unclaimed = 0
+        unclaimed = free.bit_count()
+        complete = self._complete_holders
+        partial = self._partial_avail
         best_rarity: int | None = None
         candidates: list[int] = []  # the chunks of best rarity, ascending
-        for c in range(self.chunk_count):
-            if self._verified[c] or c in self._carriers:
-                continue
-            unclaimed += 1
-            if not s.holds(c):
-                continue
-            avail = self._availability(c)
+        bits = mine
+        while bits:
+            low = bits & -bits
+            c = low.bit_length() - 1
+            bits ^= low
+            avail = complete + partial[c]
             if slow and not probing and avail > 1:
                 continue  # a slow source only gets what nobody else has
             rarity = -avail if fast_start else avail
@@ -554,13 +598,7 @@ class Scheduler:
         if s.max_chunks is not None:
             count = min(count, s.max_chunks)
         last = best_chunk
-        while (
-            last + 1 < self.chunk_count
-            and last + 1 - best_chunk < count
-            and not self._verified[last + 1]
-            and last + 1 not in self._carriers
-            and s.holds(last + 1)
-        ):
+        while last + 1 - best_chunk < count and (mine >> (last + 1)) & 1:
             last += 1
         return self._make(s, best_chunk, last)
 
@@ -665,6 +703,7 @@ class Scheduler:
         s.next_chunk = action.last + 1
         for c in action.chunks:
             self._carriers.setdefault(c, set()).add(action.id)
+            self._free &= ~(1 << c)
 
     # -- advice ----------------------------------------------------------------------------
 

@@ -166,6 +166,7 @@ class Scheduler:
         self._finished_sent = False
         self._advice_at = 0.0
         self._pass_total = 0.0  # summed rate of usable sources, set at each scheduling pass
+        self._steal_mask: int | None = None  # cache of _stealable(), None: stale
 
     # -- queries -------------------------------------------------------------------
 
@@ -232,6 +233,7 @@ class Scheduler:
     def handle(self, event: Event, now: float) -> list[Action]:
         """Apply ``event`` seen at time ``now`` (seconds, any epoch, never decreasing)."""
         self._now = max(self._now, now)
+        self._steal_mask = None
         out: list[Action] = []
         only: _Source | None = None
         match event:
@@ -475,6 +477,7 @@ class Scheduler:
                 self._failure(s, None)
 
     def _forget(self, req: _Req) -> None:
+        self._steal_mask = None
         rid = req.action.id
         self._requests.pop(rid, None)
         s = self._sources[req.action.source]
@@ -633,6 +636,8 @@ class Scheduler:
         """End-game: take over the tail of the request that would finish last, if faster."""
         if s.requests:
             return None  # only an idle source steals, so duplicates stay few
+        if not s.mask & self._stealable():
+            return None  # it holds none of the chunks any request could give up
         cfg = self.config
         rate_s = self._rate(s)
         lat_s = self._latency(s)
@@ -680,6 +685,19 @@ class Scheduler:
             return None
         return self._make(s, best[1], best[2])
 
+    def _stealable(self) -> int:
+        """Bitmask of the chunks a thief could take: still ahead of a request, not
+        verified, carried by that request alone. Cached until requests or chunks change."""
+        mask = self._steal_mask
+        if mask is None:
+            mask = 0
+            for req in self._requests.values():
+                for c in req.ahead():
+                    if not self._verified[c] and len(self._carriers.get(c, ())) <= 1:
+                        mask |= 1 << c
+            self._steal_mask = mask
+        return mask
+
     def _chunk_len(self, c: int) -> int:
         return min(self.chunk_size, self.size - c * self.chunk_size)
 
@@ -696,6 +714,7 @@ class Scheduler:
         )
 
     def _issue(self, action: Request) -> None:
+        self._steal_mask = None
         req = _Req(action=action, issued=self._now, last_progress=self._now)
         self._requests[action.id] = req
         s = self._sources[action.source]

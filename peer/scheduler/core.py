@@ -541,6 +541,8 @@ class Scheduler:
 
     def _fill(self, s: _Source, out: list[Action]) -> None:
         for _ in range(self.config.max_requests_per_source):
+            if not s.mask & self._free and (s.requests or not s.mask & self._stealable()):
+                return  # _pick would find nothing: skip the costlier checks
             if not self._wants_more(s):
                 return
             action = self._pick(s)

@@ -531,8 +531,15 @@ class Scheduler:
         return self._outstanding(s) < target
 
     def _schedule(self, out: list[Action]) -> None:
-        usable = [s for s in self._sources.values() if self._usable(s)]
-        rates = [self._rate(s) for s in usable]
+        now = self._now
+        initial = self.config.initial_rate
+        # _usable() and _rate() inlined: this runs for every source on most events.
+        usable = [
+            s
+            for s in self._sources.values()
+            if s.banned is None and not s.removed and s.known and now >= s.backoff_until
+        ]
+        rates = [max(1.0, s.meter.avg.get(initial)) for s in usable]
         # Rates and usability cannot change while a pass issues requests: sum them once.
         self._pass_total = sum(rates)
         order = sorted(range(len(usable)), key=lambda i: (-rates[i], usable[i].id))

@@ -253,10 +253,6 @@ class Scheduler:
                 s = self._sources.get(event.source)
                 if s is not None and s.present and 0 <= event.chunk < self.chunk_count:
                     self._set_one(s, event.chunk, True)
-                    # Only this source's holdings grew; for the others just the rarity of
-                    # one chunk moved, so only this one is filled, as on BytesReceived
-                    # (Have is a swarm's most frequent event: full passes cost the most).
-                    only = s
             case Lacks():
                 s = self._sources.get(event.source)
                 if s is not None and s.present and 0 <= event.chunk < self.chunk_count:

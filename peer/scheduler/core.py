@@ -544,12 +544,20 @@ class Scheduler:
         self._pass_total = sum(rates)
         order = sorted(range(len(usable)), key=lambda i: (-rates[i], usable[i].id))
         for i in order:
-            self._fill(usable[i], out)
+            s = usable[i]
+            if s.requests and not s.mask & self._free:
+                continue  # busy and nothing free that it holds: _fill would stop at once
+            self._fill(s, out)
 
     def _fill(self, s: _Source, out: list[Action]) -> None:
         for _ in range(self.config.max_requests_per_source):
-            if not s.mask & self._free and (s.requests or not s.mask & self._stealable()):
-                return  # _pick would find nothing: skip the costlier checks
+            mask = s.mask
+            if not mask & self._free:
+                if s.requests:
+                    return  # _pick would find nothing: skip the costlier checks
+                stealable = self._steal_mask
+                if not mask & (self._stealable() if stealable is None else stealable):
+                    return
             if not self._wants_more(s):
                 return
             action = self._pick(s)

@@ -157,6 +157,7 @@ def decompress_bounded(recipe: bytes) -> bytes:
     """Decompress the recipe (zstd or xz), refusing more than :data:`MAX_RECIPE` bytes."""
     if not recipe:
         return b""
+    import io
     import lzma
 
     import zstandard
@@ -166,8 +167,9 @@ def decompress_bounded(recipe: bytes) -> bytes:
             xz = lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=1 << 28)
             raw = xz.decompress(recipe, max_length=MAX_RECIPE + 1)
         else:
-            dobj = zstandard.ZstdDecompressor().decompressobj()
-            raw = dobj.decompress(recipe)
+            # Bounded read: a recipe that would expand past the limit never does in memory.
+            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(recipe))
+            raw = reader.read(MAX_RECIPE + 1)
     except (zstandard.ZstdError, lzma.LZMAError) as exc:
         raise PatchFormatError(f"recipe: corrupt compressed data ({exc})") from exc
     if len(raw) > MAX_RECIPE:

@@ -293,6 +293,12 @@ class _Expander:
         comp = self.data[start:end]
         try:
             params = zstandard.get_frame_parameters(comp)
+            if params.content_size in (zstandard.CONTENTSIZE_UNKNOWN, zstandard.CONTENTSIZE_ERROR):
+                self.raw(start, end, name)  # no declared size: not expanded (bounded memory)
+                return
+            if params.content_size > self.budget():
+                raise ArchiveError("archive expands beyond the limit (bomb?)")
+            # The decoder refuses output beyond the declared size, so memory stays bounded.
             dobj = zstandard.ZstdDecompressor().decompressobj()
             plain = dobj.decompress(comp)
         except zstandard.ZstdError as exc:

@@ -234,7 +234,8 @@ def test_swarm_discovers_everyone_by_exchange(swarm: Swarm) -> None:
 def test_outbound_only_peer_contributes(swarm: Swarm) -> None:
     """Inbound is dropped by nft, yet its file reaches the others through the relay."""
     assert _wait(lambda: swarm.status("out").get("served_via_relay", 0) >= 64 * 1024 * 6, 60)
-    assert swarm.status("boot").get("relayed", 0) >= 64 * 1024 * 6
+    # The relay counts an answer once it has passed it on: it may lag the worker's count.
+    assert _wait(lambda: swarm.status("boot").get("relayed", 0) >= 64 * 1024 * 6, 30)
     direct = swarm.in_ns(
         "p1",
         "import socket,sys\ns=socket.socket();s.settimeout(2)\n"

@@ -65,6 +65,36 @@ def make_deb(directory: Path, name: str = "webseed-demo", version: str = "1.0-1"
     return out
 
 
+def apt_options(apt: Path) -> list[str]:
+    for d in ("lists/partial", "cache/archives/partial", "etc/sources.list.d", "etc/preferences.d"):
+        (apt / d).mkdir(parents=True, exist_ok=True)
+    (apt / "status").write_text("")
+    return [
+        f"-oDir::Etc::SourceList={apt}/etc/sources.list",
+        f"-oDir::Etc::SourceParts={apt}/etc/sources.list.d",
+        f"-oDir::Etc::Preferences={apt}/etc/preferences",
+        f"-oDir::Etc::PreferencesParts={apt}/etc/preferences.d",
+        f"-oDir::State::Lists={apt}/lists",
+        f"-oDir::Cache={apt}/cache",
+        f"-oDir::State::status={apt}/status",
+        "-oAPT::Sandbox::User=root",
+        "-oDebug::NoLocking=1",
+        "-oAPT::Architecture=amd64",
+        "-oAcquire::Languages=none",
+    ]
+
+
+def pip_install(index_url: str, target: Path, name: str) -> subprocess.CompletedProcess[str]:
+    """Run the real pip (the system one: the venv has none) against ``index_url``."""
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1"}
+    return subprocess.run(
+        [shutil.which("python3") or sys.executable, "-m", "pip", "install", "--isolated",
+         "--no-cache-dir", "--no-deps", "--disable-pip-version-check", "--index-url",
+         index_url, "--target", str(target), name],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+
+
 def test_project_names_and_pages() -> None:
     assert normalize("Foo.Bar_baz") == "foo-bar-baz"
     assert project_of("demo_pkg-1.0-py3-none-any.whl") == "demo-pkg"
@@ -125,28 +155,7 @@ def test_pip_installs_through_a_mirror(tmp_path: Path, static_server) -> None:
     )
     assert json.loads(res.stdout)["added"] == []
     url = static_server(tmp_path / "repo")
-    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1"}
-    proc = subprocess.run(
-        [
-            shutil.which("python3") or sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--isolated",
-            "--no-cache-dir",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "--index-url",
-            f"{url}/simple/",
-            "--target",
-            str(tmp_path / "site"),
-            "demo-pkg",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    proc = pip_install(f"{url}/simple/", tmp_path / "site", "demo-pkg")
     if "No module named pip" in proc.stderr:
         pytest.skip("no pip available to run")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -194,23 +203,8 @@ def test_apt_get_download_through_a_mirror(tmp_path: Path, static_server) -> Non
     assert res.exit_code == 0 and json.loads(res.stdout)["apt_packages"] == 1
     url = static_server(tmp_path / "repo")
     apt = tmp_path / "apt"
-    for d in ("lists/partial", "cache/archives/partial", "etc/sources.list.d", "etc/preferences.d"):
-        (apt / d).mkdir(parents=True, exist_ok=True)
-    (apt / "status").write_text("")
+    opts = apt_options(apt)
     (apt / "etc" / "sources.list").write_text(f"deb [trusted=yes] {url} stable main\n")
-    opts = [
-        f"-oDir::Etc::SourceList={apt}/etc/sources.list",
-        f"-oDir::Etc::SourceParts={apt}/etc/sources.list.d",
-        f"-oDir::Etc::Preferences={apt}/etc/preferences",
-        f"-oDir::Etc::PreferencesParts={apt}/etc/preferences.d",
-        f"-oDir::State::Lists={apt}/lists",
-        f"-oDir::Cache={apt}/cache",
-        f"-oDir::State::status={apt}/status",
-        "-oAPT::Sandbox::User=root",
-        "-oDebug::NoLocking=1",
-        "-oAPT::Architecture=amd64",
-        "-oAcquire::Languages=none",
-    ]
     up = subprocess.run(["apt-get", *opts, "update"], capture_output=True, text=True, timeout=120)
     assert up.returncode == 0, up.stdout + up.stderr
     (tmp_path / "dl").mkdir()

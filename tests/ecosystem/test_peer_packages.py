@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.ecosystem.conftest import keygen, publish_cli
-from tests.ecosystem.test_package_views import make_deb, make_wheel
+from tests.ecosystem.test_package_views import apt_options, make_deb, make_wheel, pip_install
 from webseed.server.views import SIMPLE_JSON, directory_index, wants_simple_json
 
 PIP_ACCEPT = (
@@ -55,53 +54,13 @@ def test_pip_installs_through_a_peer(tmp_path: Path, webseed_peer) -> None:
     assert html.headers["content-type"].startswith("text/html") and "demo_pkg" in html.text
     assert httpx.get(f"{url}/simple/nothing/").status_code == 404
     assert httpx.get(f"{url}/a//").status_code == 400
-    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1"}
-    proc = subprocess.run(
-        [
-            shutil.which("python3") or sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--isolated",
-            "--no-cache-dir",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "--index-url",
-            f"{url}/simple/",
-            "--target",
-            str(tmp_path / "site"),
-            "demo-pkg",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    proc = pip_install(f"{url}/simple/", tmp_path / "site", "demo-pkg")
     if "No module named pip" in proc.stderr:
         pytest.skip("no pip available to run")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "site" / "demo_pkg" / "__init__.py").read_text() == "VERSION = '1.0'\n"
     stats = httpx.get(f"{url}/.well-known/webseed/stats").json()
     assert stats["per_artifact"]["wheels/demo_pkg-1.0-py3-none-any.whl"] > 0  # via the peer
-
-
-def apt_options(apt: Path) -> list[str]:
-    for d in ("lists/partial", "cache/archives/partial", "etc/sources.list.d", "etc/preferences.d"):
-        (apt / d).mkdir(parents=True, exist_ok=True)
-    (apt / "status").write_text("")
-    return [
-        f"-oDir::Etc::SourceList={apt}/etc/sources.list",
-        f"-oDir::Etc::SourceParts={apt}/etc/sources.list.d",
-        f"-oDir::Etc::Preferences={apt}/etc/preferences",
-        f"-oDir::Etc::PreferencesParts={apt}/etc/preferences.d",
-        f"-oDir::State::Lists={apt}/lists",
-        f"-oDir::Cache={apt}/cache",
-        f"-oDir::State::status={apt}/status",
-        "-oAPT::Sandbox::User=root",
-        "-oDebug::NoLocking=1",
-        "-oAPT::Architecture=amd64",
-        "-oAcquire::Languages=none",
-    ]
 
 
 def gpg(home: Path, *args: str) -> None:

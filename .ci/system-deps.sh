@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian tools that tests and benches drive for real, only when missing.
 # Needs root (CI and the dev machines run as root); otherwise prints what is missing
-# and the tests that need them skip with a clear reason.
+# and the tests that need them fail naming what is missing (tests/prereq.py).
 set -uo pipefail
 want=()
 command -v curl >/dev/null || want+=(curl)
@@ -14,10 +14,11 @@ command -v ip >/dev/null || want+=(iproute2)
 command -v squid >/dev/null || [ -x /usr/sbin/squid ] || want+=(squid)  # geo: mirror behind a proxy
 command -v wrk >/dev/null || want+=(wrk)
 command -v faketime >/dev/null || want+=(faketime)
+command -v gpg >/dev/null || want+=(gnupg)  # ecosystem: an operator-signed apt Release
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || want+=(nftables)  # discovery: firewall rules in namespaces
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
-    echo "system-deps: not root, cannot install: ${want[*]} (tests needing them will skip)" >&2
+    echo "system-deps: not root, cannot install: ${want[*]} (tests needing them will fail)" >&2
     exit 0
 fi
 echo "system-deps: installing ${want[*]}" >&2

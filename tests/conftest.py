@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.prereq import missing
+
 
 def write_random(path: Path, size: int, seed: int = 0) -> Path:
     """A file of ``size`` deterministic pseudo-random bytes."""
@@ -122,7 +124,7 @@ def nginx_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """Start nginx (a plain static mirror with ranges) serving a directory; stopped by PID."""
     binary = nginx_binary()
     if binary is None:
-        pytest.skip("nginx not installed (Debian nginx-light; make system-deps)")
+        missing("nginx not installed (Debian nginx-light; make system-deps)")
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(directory: Path) -> str:
@@ -154,3 +156,10 @@ def nginx_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     for proc in procs:
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail (never skip) a test marked ``prereq`` whose prerequisite is absent."""
+    for mark in item.iter_markers("prereq"):
+        if mark.kwargs["absent"]:
+            missing(mark.kwargs["what"])

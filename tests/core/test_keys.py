@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.conftest import write_random
+from tests.prereq import needs
 from webseed.errors import KeyFileError, SignatureError
 from webseed.integrity import keys
 from webseed.integrity.release_sig import (
@@ -155,7 +156,7 @@ def test_malformed_signature_and_key_files(tmp_path: Path) -> None:
         load_signature(tmp_path / "absent.minisig")
 
 
-@pytest.mark.skipif(shutil.which("minisign") is None, reason="Debian minisign CLI not installed")
+@needs(shutil.which("minisign") is None, "Debian minisign CLI not installed")
 def test_interoperates_with_minisign_cli(tmp_path: Path) -> None:
     subprocess.run(
         ["minisign", "-G", "-W", "-p", "k.pub", "-s", "k.key"],

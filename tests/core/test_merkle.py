@@ -6,12 +6,11 @@ import hashlib
 import os
 from pathlib import Path
 
+import libtorrent as lt
 import pytest
 
 from webseed.integrity import merkle
 from webseed.integrity.digests import hash_file
-
-lt = pytest.importorskip("libtorrent", reason="libtorrent bindings not installed")
 
 KiB = 1024
 

@@ -15,6 +15,7 @@ from peer.discovery.announce import build
 from peer.discovery.lan import MAX_DATAGRAM, LanDiscovery, decode_datagram, encode_datagram
 from peer.discovery.store import GossipStore
 from peer.incentives.identity import PeerIdentity
+from tests.prereq import missing, needs
 
 NOW = 1_800_000_000.0
 
@@ -104,7 +105,7 @@ def test_lan_receive_path_in_process() -> None:
     assert not lan.announce()  # not started, no own announcement
 
 
-@pytest.mark.skipif(not _multicast_on_loopback(), reason="no multicast route on this host")
+@needs(not _multicast_on_loopback(), "no multicast route on this host")
 def test_lan_start_and_announce_on_host() -> None:
     """Real sockets: join the group, announce once, close (delivery is tested in netns)."""
 
@@ -115,7 +116,7 @@ def test_lan_start_and_announce_on_host() -> None:
         try:
             await lan.start()
         except OSError as exc:
-            pytest.skip(f"cannot join a multicast group here: {exc}")
+            missing(f"cannot join a multicast group here: {exc}")
         stop = asyncio.Event()
         task = asyncio.create_task(lan.run(stop, interval=0.05))
         await asyncio.sleep(0.2)

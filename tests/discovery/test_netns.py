@@ -35,6 +35,8 @@ from typing import Any
 
 import pytest
 
+from tests.prereq import missing
+
 from .netns import Topology, netns_unavailable
 
 pytestmark = pytest.mark.netns
@@ -140,7 +142,7 @@ CHAIN = {"p1": "boot", "p2": "boot", "p3": "p1", "p4": "p3", "p5": "p4", "p6": "
 @pytest.fixture(scope="module")
 def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swarm]:
     if _why is not None:
-        pytest.skip(_why)
+        missing(_why)
     tmp = tmp_path_factory.mktemp("netns")
     os.chmod(tmp, 0o755)
     s = Swarm(tmp)

@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port, nginx_binary
+from tests.prereq import missing
 from tests.server.helpers import publish, rand
 
 DATA = rand(1024 * 1024 + 5, seed=31)
@@ -60,7 +61,7 @@ def caching_proxy(tmp_path: Path) -> Iterator[object]:
     """``start(upstream_url) -> proxy_url``: nginx with proxy_cache, its own config in tmp."""
     binary = nginx_binary()
     if binary is None:
-        pytest.skip("nginx not installed (Debian nginx-light; make system-deps)")
+        missing("nginx not installed (Debian nginx-light; make system-deps)")
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(upstream: str) -> str:

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import write_random
+from tests.prereq import needs
 from webseed.cli import app
 from webseed.errors import RepositoryIndexError
 from webseed.export.bencode import BencodeError, bdecode, bencode
@@ -75,7 +76,8 @@ def test_bencode_roundtrip_and_rejects() -> None:
 
 
 def test_torrent_from_manifest_matches_libtorrent(tmp_path: Path) -> None:
-    lt = pytest.importorskip("libtorrent")
+    import libtorrent as lt
+
     f = write_random(tmp_path / "data" / "x.bin", 1_000_000, seed=3)
     m = build_manifest(f, "pub/x.bin", chunk_size=64 * 1024)
     ours = bdecode(torrent_bytes(m, ["http://a/", "http://b"]))
@@ -111,7 +113,7 @@ def test_metalink_document(tmp_path: Path) -> None:
         metalink_xml(m, [], pieces[:1])
 
 
-@pytest.mark.skipif(shutil.which("aria2c") is None, reason="Debian aria2 not installed")
+@needs(shutil.which("aria2c") is None, "Debian aria2 not installed")
 def test_aria2c_downloads_with_exported_metalink(
     tmp_path: Path, published: tuple[Path, Path], static_server
 ) -> None:
@@ -164,7 +166,8 @@ def test_aria2c_downloads_with_exported_metalink(
 def test_libtorrent_downloads_from_web_seeds(
     tmp_path: Path, published: tuple[Path, Path], nginx_mirror
 ) -> None:
-    lt = pytest.importorskip("libtorrent")
+    import libtorrent as lt
+
     repo, _pub = published
     url = nginx_mirror(repo)  # web seeds need Range support, which http.server lacks
     out = tmp_path / "x.torrent"

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import write_random
+from tests.prereq import missing, needs
 from webseed.cli import app
 from webseed.ecosystem.debian import DebError, read_control, write_apt_metadata
 from webseed.ecosystem.pypi import DistFile, normalize, project_of, simple_pages
@@ -157,12 +158,12 @@ def test_pip_installs_through_a_mirror(tmp_path: Path, static_server) -> None:
     url = static_server(tmp_path / "repo")
     proc = pip_install(f"{url}/simple/", tmp_path / "site", "demo-pkg")
     if "No module named pip" in proc.stderr:
-        pytest.skip("no pip available to run")
+        missing("no pip available to run")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "site" / "demo_pkg" / "__init__.py").read_text() == "VERSION = '1.0'\n"
 
 
-@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb not installed")
+@needs(shutil.which("dpkg-deb") is None, "dpkg-deb not installed")
 def test_control_parsing_and_bad_debs(tmp_path: Path) -> None:
     deb = make_deb(tmp_path)
     assert "Package: webseed-demo" in read_control(deb)
@@ -180,9 +181,9 @@ def test_control_parsing_and_bad_debs(tmp_path: Path) -> None:
     assert write_apt_metadata(tmp_path, [DebFile("bad.deb", "00" * 32, 3)]) == 0
 
 
-@pytest.mark.skipif(
+@needs(
     shutil.which("dpkg-deb") is None or shutil.which("apt-get") is None or os.geteuid() != 0,
-    reason="needs dpkg-deb, apt-get and root (apt's own sandbox)",
+    "needs dpkg-deb, apt-get and root (apt's own sandbox)",
 )
 def test_apt_get_download_through_a_mirror(tmp_path: Path, static_server) -> None:
     src = tmp_path / "src"

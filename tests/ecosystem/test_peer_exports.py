@@ -18,6 +18,7 @@ from starlette.routing import Mount
 
 from tests.conftest import write_random
 from tests.ecosystem.conftest import keygen, publish_cli
+from tests.prereq import needs
 from webseed.export.bencode import bdecode
 from webseed.export.metalink import NS
 from webseed.server.app import create_app
@@ -62,7 +63,7 @@ def wait_for_mirror(url: str, needle: str) -> bytes:
         time.sleep(0.2)
 
 
-@pytest.mark.skipif(shutil.which("aria2c") is None, reason="Debian aria2 not installed")
+@needs(shutil.which("aria2c") is None, "Debian aria2 not installed")
 def test_aria2c_downloads_from_peers_given_the_peers_meta4(
     tmp_path: Path, signed_repo: tuple[Path, Path, Path], webseed_peer
 ) -> None:
@@ -115,7 +116,8 @@ def test_aria2c_downloads_from_peers_given_the_peers_meta4(
 def test_libtorrent_downloads_from_peers_given_the_peers_torrent(
     tmp_path: Path, signed_repo: tuple[Path, Path, Path], webseed_peer
 ) -> None:
-    lt = pytest.importorskip("libtorrent")
+    import libtorrent as lt
+
     src, repo, key = signed_repo
     a, _ = webseed_peer(repo)
     b, _ = webseed_peer(repo)

@@ -14,10 +14,10 @@ import subprocess
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.ecosystem.conftest import keygen, publish_cli
 from tests.ecosystem.test_package_views import apt_options, make_deb, make_wheel, pip_install
+from tests.prereq import missing, needs
 from webseed.server.views import SIMPLE_JSON, directory_index, wants_simple_json
 
 PIP_ACCEPT = (
@@ -56,7 +56,7 @@ def test_pip_installs_through_a_peer(tmp_path: Path, webseed_peer) -> None:
     assert httpx.get(f"{url}/a//").status_code == 400
     proc = pip_install(f"{url}/simple/", tmp_path / "site", "demo-pkg")
     if "No module named pip" in proc.stderr:
-        pytest.skip("no pip available to run")
+        missing("no pip available to run")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "site" / "demo_pkg" / "__init__.py").read_text() == "VERSION = '1.0'\n"
     stats = httpx.get(f"{url}/.well-known/webseed/stats").json()
@@ -72,10 +72,10 @@ def gpg(home: Path, *args: str) -> None:
     )
 
 
-@pytest.mark.skipif(
+@needs(
     any(shutil.which(t) is None for t in ("dpkg-deb", "apt-get", "gpg", "gpgv"))
     or os.geteuid() != 0,
-    reason="needs dpkg-deb, apt-get, gpg and root (apt's own sandbox)",
+    "needs dpkg-deb, apt-get, gpg and root (apt's own sandbox)",
 )
 def test_apt_through_a_peer_with_release_signed_by_the_operator(
     tmp_path: Path, webseed_peer

@@ -8,16 +8,15 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
 from fuzz.targets import TARGETS
+from tests.prereq import needs
 
 ROOT = Path(__file__).resolve().parents[2]
 # Cheap targets only here; the file-heavy ones (patch, index, journal) get their time in `make fuzz`.
 CHEAP = ["manifest", "ranges", "bencode", "export", "auth", "receipt"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris not installed")
+@needs(importlib.util.find_spec("atheris") is None, "atheris not installed")
 def test_drivers_run(tmp_path: Path) -> None:
     assert set(CHEAP) <= set(TARGETS)
 

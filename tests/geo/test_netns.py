@@ -22,6 +22,7 @@ from geo.policy import MirrorPolicy
 from geo.race import race_first_byte
 from tests.geo.netns import MirrorNamespace, unavailable_reason
 from tests.geo.servers import DATA, PATH, MirrorServer
+from tests.prereq import missing
 
 pytestmark = pytest.mark.netns
 SIZE = len(DATA)
@@ -32,7 +33,7 @@ def shaped() -> Iterator[tuple[str, str]]:
     """(URL of a mirror shaped to 8 Mbit/s by tc tbf, URL of a black-holed address)."""
     reason = unavailable_reason()
     if reason is not None:
-        pytest.skip(reason)
+        missing(reason)
     ns = MirrorNamespace(1, rate="8mbit")
     try:
         server = MirrorServer("good", host=ns.ns_ip, sock=ns.listen(), piece=64 * 1024)

@@ -24,6 +24,7 @@ from geo.proximity import GeoLocator
 from geo.race import race_first_byte
 from tests.geo.servers import DATA, PATH, MirrorServer, free_refused_port
 from tests.geo.squid import Squid, squid_binary
+from tests.prereq import missing
 
 Factory = Callable[..., MirrorServer]
 SIZE = len(DATA)
@@ -258,7 +259,7 @@ def test_very_slow_mirror_is_abandoned_for_a_faster_one(mirror_factory: Factory)
 
 def test_mirror_only_reachable_through_an_http_proxy(mirror_factory: Factory) -> None:
     if squid_binary() is None:
-        pytest.skip("squid not installed (.ci/system-deps.sh installs it as root)")
+        missing("squid not installed (.ci/system-deps.sh installs it as root)")
     # "Only via the proxy" is enforced by the mirror app (403 without a Via header),
     # standing in for a firewall that lets only the proxy through.
     behind = mirror_factory("proxyonly", host="127.0.0.3")

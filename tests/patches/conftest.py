@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.prereq import missing
 
 # The venv made by uv has no pip: fall back to the system one.
 PIP = (
@@ -60,10 +60,10 @@ def _fetch(cmd: list[str], dest: Path, name_glob: str) -> list[Path]:
     try:
         subprocess.run(cmd, cwd=dest, check=True, capture_output=True, timeout=120)
     except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"offline or tool missing, cannot fetch real releases: {exc}")
+        missing(f"offline or tool missing, cannot fetch real releases: {exc}")
     found = sorted(dest.glob(name_glob))
     if len(found) < 2:
-        pytest.skip(f"could not fetch two versions matching {name_glob}")
+        missing(f"could not fetch two versions matching {name_glob}")
     return found
 
 
@@ -83,17 +83,17 @@ def pip_pair(spec_a: str, spec_b: str, binary: bool, glob: str) -> tuple[Path, P
                     timeout=120,
                 )
             except (OSError, subprocess.SubprocessError) as exc:
-                pytest.skip(f"offline or pip missing, cannot fetch real releases: {exc}")
+                missing(f"offline or pip missing, cannot fetch real releases: {exc}")
         found = sorted(dest.glob(glob))
     if len(found) < 2:
-        pytest.skip(f"could not fetch two versions matching {glob}")
+        missing(f"could not fetch two versions matching {glob}")
     return found[0], found[1]
 
 
 def apt_pair(package: str) -> tuple[Path, Path]:
     """Two versions of a Debian package available to apt (e.g. bookworm and -security)."""
     if shutil.which("apt-cache") is None:
-        pytest.skip("apt-cache not available")
+        missing("apt-cache not available")
     dest = CACHE / "debs"
     found = sorted(dest.glob(f"{package}_*.deb")) if dest.exists() else []
     if len(found) >= 2:
@@ -103,7 +103,7 @@ def apt_pair(package: str) -> tuple[Path, Path]:
         {line.split("|")[1].strip() for line in out.stdout.splitlines() if "|" in line}
     )
     if len(versions) < 2:
-        pytest.skip(f"only {len(versions)} version of {package} available via apt")
+        missing(f"only {len(versions)} version of {package} available via apt")
     _fetch(
         ["apt-get", "download", "-q", *(f"{package}={v}" for v in versions[:2])],
         dest,

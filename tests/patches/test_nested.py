@@ -16,8 +16,9 @@ from patches import format as fmt
 from patches.errors import PatchFormatError
 from tests.patches.conftest import mutate, text_blob
 from tests.patches.test_roundtrip import SRC, make_ar, make_tar, roundtrip
+from tests.prereq import needs
 
-needs_gzip = pytest.mark.skipif(shutil.which("gzip") is None, reason="needs GNU gzip")
+needs_gzip = needs(shutil.which("gzip") is None, "needs GNU gzip")
 
 
 def gnu_gzip(data: bytes) -> bytes:

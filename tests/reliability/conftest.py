@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.prereq import missing
+
 
 class SmallDisk:
     """A tmpfs of a few MiB mounted at ``path``; :meth:`grow` frees space (remount bigger)."""
@@ -28,7 +30,7 @@ def small_disk(tmp_path: Path) -> Iterator[object]:
 
     def make(size: str) -> SmallDisk:
         if os.geteuid() != 0 or shutil.which("mount") is None:
-            pytest.skip("disk-full tests mount a small tmpfs: needs root and mount(8)")
+            missing("disk-full tests mount a small tmpfs: needs root and mount(8)")
         mnt = tmp_path / f"disk{len(mounted)}"
         mnt.mkdir()
         proc = subprocess.run(
@@ -37,7 +39,7 @@ def small_disk(tmp_path: Path) -> Iterator[object]:
             text=True,
         )
         if proc.returncode:
-            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+            missing(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
         mounted.append(mnt)
         return SmallDisk(mnt)
 

@@ -22,11 +22,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from peer.incentives.auth import RequestVerifier
 from peer.incentives.errors import AuthError
 from peer.incentives.identity import PeerIdentity
+from tests.prereq import needs
 from webseed.index.keys import RoleKeys
 from webseed.index.publisher import Publisher
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("faketime") is None, reason="needs faketime (Debian faketime; make system-deps)"
+pytestmark = needs(
+    shutil.which("faketime") is None, "needs faketime (Debian faketime; make system-deps)"
 )
 ROOT = Path(__file__).resolve().parents[2]
 

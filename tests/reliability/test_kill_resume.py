@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.prereq import missing, needs
 from tests.reliability import faults
 
-pytestmark = pytest.mark.skipif(
-    not faults.available(), reason="needs `webseed get` (pending: swarm)"
-)
+pytestmark = needs(not faults.available(), "needs `webseed get` (peer.engine)")
 MiB = 1024 * 1024
 
 
@@ -59,10 +58,10 @@ def test_network_partition_mid_transfer(tmp_path: Path) -> None:
     import shutil
 
     if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and ip(8) for a network namespace")
+        missing("needs root and ip(8) for a network namespace")
     pub = faults.Published(tmp_path, 12 * MiB, seed=3)
     try:
         res = faults.partition_mid_transfer(pub, tmp_path, cut_for=3.0)
     except OSError as exc:
-        pytest.skip(f"cannot make a network namespace here: {exc}")
+        missing(f"cannot make a network namespace here: {exc}")
     assert res["ok"], res

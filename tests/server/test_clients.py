@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.prereq import missing
 from tests.server.helpers import parse_multipart, publish, rand
 
 DATA = rand(2 * 1024 * 1024 + 77, seed=11)
@@ -70,7 +71,7 @@ def served(repo: Path) -> Iterator[str]:
 def need(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        pytest.skip(f"{tool} is not installed (.ci/system-deps.sh installs it as root)")
+        missing(f"{tool} is not installed (.ci/system-deps.sh installs it as root)")
     return path
 
 

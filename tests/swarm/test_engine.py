@@ -10,6 +10,7 @@ import pytest
 from peer.engine import Engine, SourceSpec, SwarmError, download
 from peer.engine.fetch import check_content_range, retry_after
 from peer.scheduler import SchedulerConfig
+from tests.prereq import missing
 from tests.swarm.conftest import CHUNK, Artifact
 from tests.swarm.servers import Nginx, nginx_binary, source
 from webseed.storage import PartialArtifact
@@ -23,7 +24,7 @@ def run(coro):
 
 def test_three_peers_and_nginx_mirror(artifact: Artifact, out_dir: Path) -> None:
     if nginx_binary() is None:
-        pytest.skip("nginx not installed")
+        missing("nginx not installed")
     m = artifact.manifest
     s1, _ = source(artifact.root, rate=2e6)
     s2, _ = source(artifact.root, rate=2e6)

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import write_random
+from tests.prereq import missing
 from tests.swarm.servers import Nginx, nginx_binary, source
 from webseed.cli import app
 
@@ -38,7 +39,7 @@ def published(tmp_path: Path) -> tuple[Path, Path, bytes]:
 
 def test_get_from_peers_and_nginx_mirror_json(published, tmp_path: Path) -> None:
     if nginx_binary() is None:
-        pytest.skip("nginx not installed")
+        missing("nginx not installed")
     repo, pub, data = published
     p1, _ = source(repo, rate=3e6)
     p2, _ = source(repo, rate=3e6)

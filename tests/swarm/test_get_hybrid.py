@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.prereq import needs
 from tests.swarm.servers import Nginx, nginx_binary
 from webseed.cli import app
 
@@ -40,7 +41,7 @@ def keys(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "k" / "webseed.key", tmp_path / "k" / "webseed.pub"
 
 
-@pytest.mark.skipif(nginx_binary() is None, reason="nginx not installed")
+@needs(nginx_binary() is None, "nginx not installed")
 def test_index_mirrors_with_every_peer_blocked(tmp_path: Path, keys: tuple[Path, Path]) -> None:
     key, pub = keys
     data = random.Random(1).randbytes(3 * 1024 * 1024 + 5)
@@ -67,7 +68,7 @@ def test_index_mirrors_with_every_peer_blocked(tmp_path: Path, keys: tuple[Path,
     assert sum(served[u] for u in used) == len(data)  # the blocked peers served nothing
 
 
-@pytest.mark.skipif(nginx_binary() is None, reason="nginx not installed")
+@needs(nginx_binary() is None, "nginx not installed")
 def test_update_with_a_patch_from_the_swarm(tmp_path: Path, keys: tuple[Path, Path]) -> None:
     key, pub = keys
     rng = random.Random(2)
@@ -110,7 +111,7 @@ def test_update_with_a_patch_from_the_swarm(tmp_path: Path, keys: tuple[Path, Pa
     assert (tmp_path / "full").read_bytes() == bytes(v2)
 
 
-@pytest.mark.skipif(nginx_binary() is None, reason="nginx not installed")
+@needs(nginx_binary() is None, "nginx not installed")
 def test_finished_output_is_checked_not_fetched_again(
     tmp_path: Path, keys: tuple[Path, Path]
 ) -> None:

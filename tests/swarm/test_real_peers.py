@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
+from tests.prereq import missing
 from tests.swarm.servers import Nginx, nginx_binary
 from tests.swarm.test_get_cli import PATH, SIZE, published  # noqa: F401  (fixture)
 from webseed.cli import app
@@ -48,7 +48,7 @@ def serve(repo: Path, *args: str) -> Iterator[str]:
 
 def test_get_from_webseed_serve_peers_one_partial(published, tmp_path: Path) -> None:  # noqa: F811
     if nginx_binary() is None:
-        pytest.skip("nginx not installed")
+        missing("nginx not installed")
     repo, pub, data = published
     # The manifest as published, to build the half peer's store.
     digest = next((repo / ".well-known/webseed/manifests").glob("*.json")).stem

@@ -138,11 +138,11 @@ def _demo(work: Path) -> int:
         assert server.stdout is not None
         port = server.stdout.readline().split("port ")[1].split()[0]
         url = f"http://127.0.0.1:{port}"
-        from webseed.index.client import fresh_state_dir, open_index
+        from webseed.index.client import open_index_once
         from webseed.integrity.keys import load_public_key
 
         t = time.perf_counter()
-        index = open_index(url, load_public_key(keys / "webseed.pub"), state_dir=fresh_state_dir())
+        index = open_index_once(url, load_public_key(keys / "webseed.pub"))
         entry = index.lookup("releases/demo-os-1.0.iso")
         manifest = index.fetch_manifest(entry)
         steps.add_row(

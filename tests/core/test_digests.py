@@ -53,7 +53,7 @@ def test_stream_matches_hashlib_and_merkle(tmp_path: Path, size: int) -> None:
     elif len(expected) == 1:
         assert out.pieces_root == merkle.small_file_root(data)
     else:
-        assert out.pieces_root == merkle.pieces_root(expected, size, chunk)
+        assert out.pieces_root == merkle.pieces_root(expected, chunk)
 
 
 def test_bad_chunk_size() -> None:

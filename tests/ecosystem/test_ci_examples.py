@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from tests.conftest import write_random
 from tests.ecosystem.conftest import keygen, publish_cli
 from webseed.cli import app
-from webseed.index.client import fresh_state_dir, open_index
+from webseed.index.client import open_index_once
 from webseed.integrity.keys import load_public_key
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -73,7 +73,7 @@ def test_pipeline_commands(tmp_path: Path, pipeline: str) -> None:
         app, [str(work / a) if a in ("public", "webseed.pub") else a for a in argv]
     )
     assert res.exit_code == 0, res.output
-    index = open_index(str(public), load_public_key(pub), state_dir=fresh_state_dir())
+    index = open_index_once(str(public), load_public_key(pub))
     assert index.version == 2
     assert "releases/v1.1/demo-1.1.tar.gz" in index.paths()
     assert [m["url"] for m in index.mirrors] == ["https://cdn.example.org/r"]

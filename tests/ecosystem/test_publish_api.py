@@ -14,7 +14,7 @@ import webseed
 from tests.conftest import write_random
 from tests.ecosystem.conftest import keygen
 from webseed.errors import KeyFileError
-from webseed.index.client import fresh_state_dir, open_index
+from webseed.index.client import open_index_once
 from webseed.index.keys import RoleKeys
 from webseed.integrity.keys import load_private_key, load_public_key
 
@@ -48,7 +48,7 @@ def test_example_publishes_incrementally_with_key_from_env(tmp_path: Path) -> No
     report = json.loads(first.stdout)
     assert report["added"] == ["demo-1.0.iso", "demo-1.0.tar.gz"]
     assert report["pypi_projects"] == 1  # the sdist gets a PEP 503 page
-    index = open_index(str(repo), load_public_key(pub), state_dir=fresh_state_dir())
+    index = open_index_once(str(repo), load_public_key(pub))
     assert index.lookup("demo-1.0.iso").size == 1_100_000
     assert [m["url"] for m in index.mirrors] == ["https://cdn.example.org/r"]
     # The key never lands on disk in the published tree.
@@ -62,7 +62,7 @@ def test_example_publishes_incrementally_with_key_from_env(tmp_path: Path) -> No
     assert again["added"] == ["demo-1.1.iso"]
     assert sorted(again["unchanged"]) == ["demo-1.0.iso", "demo-1.0.tar.gz"]
     assert again["hashed_bytes"] == 2000 and again["index_version"] > report["index_version"]
-    index = open_index(str(repo), load_public_key(pub), state_dir=fresh_state_dir())
+    index = open_index_once(str(repo), load_public_key(pub))
     assert [m["url"] for m in index.mirrors] == ["https://cdn.example.org/r"]  # kept
 
     failed = run_example(str(dist), str(repo), key_pem=None)  # WEBSEED_KEY unset

@@ -14,7 +14,7 @@ from starlette.routing import Mount, Route
 from tests.conftest import write_random
 from tests.ecosystem.conftest import keygen, publish_cli
 from webseed.errors import RepositoryIndexError
-from webseed.index.client import fresh_state_dir, local_root_key, open_index
+from webseed.index.client import local_root_key, open_index_once
 from webseed.resolve import Resolved, candidate_prefixes, resolve_url
 from webseed.server.app import create_app
 from webseed.server.standalone import ServerOptions, ServerThread
@@ -62,7 +62,7 @@ def test_resolves_a_peer_mounted_under_a_prefix(signed: Path) -> None:
         got = resolve_url(f"{url}/debian/{quoted}")
         assert got == Resolved(f"{url}/debian", DEB)
         # What `webseed get` does next: open the signed index there, look the path up.
-        index = open_index(got.base_url, local_root_key(signed), state_dir=fresh_state_dir())
+        index = open_index_once(got.base_url, local_root_key(signed))
         assert index.lookup(got.repo_path).size == 70_000
         assert httpx.get(f"{got.base_url}/{quoted}").status_code == 200
         with pytest.raises(RepositoryIndexError, match="no webseed repository"):

@@ -11,7 +11,7 @@ import typer
 from webseed.commands._common import cli_errors
 from webseed.export.metalink import MirrorRef, metalink_xml, piece_hashes
 from webseed.export.torrent import torrent_bytes
-from webseed.index.client import fresh_state_dir, local_root_key, open_index
+from webseed.index.client import local_root_key, open_index_once
 from webseed.integrity.keys import load_public_key
 from webseed.paths import resolve_under
 
@@ -43,7 +43,7 @@ def export(
     """
     with cli_errors():
         pinned = load_public_key(root_key) if root_key else local_root_key(repo)
-        index = open_index(str(repo), pinned, state_dir=fresh_state_dir())
+        index = open_index_once(str(repo), pinned)
         entry = index.lookup(path)
         manifest = index.fetch_manifest(entry)
         refs = [

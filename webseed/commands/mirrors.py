@@ -10,8 +10,7 @@ from typing import Annotated
 
 import typer
 
-EXIT_USAGE = 2  # same codes as webseed.cli (not imported: cli imports this module)
-EXIT_SOURCES = 3
+from webseed.commands._common import EXIT_SOURCES, EXIT_USAGE
 
 
 def _rank(

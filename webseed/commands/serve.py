@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from webseed.commands._common import EXIT_USAGE
+
 if TYPE_CHECKING:
     from peer.discovery.node import DiscoveryNode
     from webseed.server.incentives import PeerIncentives
-
-#: Same value as webseed.cli.EXIT_USAGE (not imported: cli imports this module).
-EXIT_USAGE = 2
 
 
 def _parse_rate(text: str) -> int:

@@ -11,7 +11,7 @@ import typer
 
 from webseed.commands._common import EXIT_INTEGRITY, cli_errors
 from webseed.errors import WebseedError
-from webseed.index.client import fresh_state_dir, open_index
+from webseed.index.client import open_index, open_index_once
 from webseed.integrity.alerts import AlertSink, TamperAlert
 from webseed.integrity.keys import load_public_key
 from webseed.integrity.verify import verify_file
@@ -45,8 +45,11 @@ def verify(
     failures: list[str] = []
     checked = 0
     with cli_errors():
-        index = open_index(
-            str(repo_dir), load_public_key(root_key), state_dir=state_dir or fresh_state_dir()
+        key = load_public_key(root_key)
+        index = (
+            open_index(str(repo_dir), key, state_dir=state_dir)
+            if state_dir is not None
+            else open_index_once(str(repo_dir), key)
         )
         for path in paths or index.paths():
             try:

@@ -262,9 +262,16 @@ def open_index(
     return TrustedIndex(base, targets, fetcher)
 
 
-def fresh_state_dir() -> Path:
-    """A throw-away state directory (for one-off checks such as ``webseed verify``)."""
-    return Path(tempfile.mkdtemp(prefix="webseed-trust-"))
+def open_index_once(
+    source: str, root_key: Ed25519PublicKey, *, client: httpx.Client | None = None
+) -> TrustedIndex:
+    """:func:`open_index` with throw-away trust state, removed afterwards.
+
+    For one-off checks (``webseed verify``, ``export``): the signatures, expiry
+    and consistency are checked, but no version is remembered for later runs.
+    """
+    with tempfile.TemporaryDirectory(prefix="webseed-trust-") as state:
+        return open_index(source, root_key, state_dir=state, client=client)
 
 
 def local_root_key(repo_dir: str | os.PathLike[str]) -> Ed25519PublicKey:

@@ -170,7 +170,7 @@ def hash_stream(
     elif len(result.chunks) == 1:
         result.pieces_root = merkle.root_of(first_leaves, merkle.next_pow2(len(first_leaves)))
     else:
-        result.pieces_root = merkle.pieces_root(result.chunks, result.size, chunk_size)
+        result.pieces_root = merkle.pieces_root(result.chunks, chunk_size)
     return result
 
 

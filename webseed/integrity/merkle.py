@@ -56,7 +56,7 @@ def chunk_digest(data: bytes | memoryview, chunk_size: int) -> bytes:
     return root_of(block_hashes(data), chunk_size // BLOCK_SIZE)
 
 
-def pieces_root(chunk_digests: Sequence[bytes], size: int, chunk_size: int) -> bytes:
+def pieces_root(chunk_digests: Sequence[bytes], chunk_size: int) -> bytes:
     """The BEP 52 ``pieces root`` of a file from its piece layer.
 
     For a file of at most one chunk, BEP 52 pads the block leaves only to the next

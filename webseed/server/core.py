@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -37,7 +36,6 @@ from webseed.server.views import directory_index
 
 #: Header a peer sends to identify itself (for stats and the upload policy).
 PEER_HEADER = "webseed-peer"
-_PEER_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
 #: Default size of one read (and one send) in the serving hot path.
 READ_SIZE = 1024 * 1024
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -109,15 +107,6 @@ def _json_bytes(body: bytes) -> Plan:
         ],
         body,
     )
-
-
-def peer_identity(headers: Mapping[str, str]) -> str:
-    """The requester's *claimed*, unauthenticated identity (display only; never for credit).
-
-    :meth:`Peer.requester` verifies the signed header instead.
-    """
-    value = headers.get(PEER_HEADER, "")
-    return value if _PEER_ID.fullmatch(value) else ""
 
 
 class Peer:

@@ -14,7 +14,7 @@ from webseed.commands._common import cli_errors
 from webseed.errors import KeyFileError, RepositoryIndexError
 from webseed.index.keys import RoleKeys
 from webseed.index.layout import PUBLISH_CACHE, ROLES, manifest_relpath
-from webseed.index.publisher import Publisher, PublishReport, guess_version
+from webseed.index.publisher import Publisher, PublishReport, guess_version, load_targets
 from webseed.integrity.keys import load_private_key
 from webseed.manifest import Manifest, build_manifest
 
@@ -55,42 +55,55 @@ def publish_tree(
     published as artifacts and linked from its manifest.
     """
     publisher = Publisher(repo, keys)
-    hook, extra = _prepare_patches(publisher, src, repo) if patches else (None, [])
-    return publisher.publish(src, mirrors=mirrors, manifest_hook=hook, extra_files=extra)
+    hook, extra, built = _prepare_patches(publisher, src, repo) if patches else (None, [], {})
+    return publisher.publish(
+        src, mirrors=mirrors, manifest_hook=hook, extra_files=extra, manifests=built
+    )
 
 
-def _prepare_patches(
-    publisher: Publisher, src: Path, repo: Path
-) -> tuple[Callable[[Manifest, Path], Manifest] | None, list[tuple[Path, str]]]:
+PATCH_DIR = "patches"
+_Prepared = tuple[
+    Callable[[Manifest, Path], Manifest] | None, list[tuple[Path, str]], dict[str, Manifest]
+]
+
+
+def _prepare_patches(publisher: Publisher, src: Path, repo: Path) -> _Prepared:
     try:
         from patches.publish import make_patches, manifest_hook, to_links
     except ImportError:  # the bootstrap install has no [patches] extra: publish without
-        return None, []
+        return None, [], {}
     try:
         cache: dict[str, Any] = json.loads((repo / PUBLISH_CACHE).read_bytes())
     except (OSError, ValueError):
-        return None, []  # a first publish has no earlier versions to patch from
-    old_versions = []
-    for path, record in cache.items():
-        mfile = repo / manifest_relpath(record["manifest"])
-        if (repo / path).exists() and mfile.exists():
-            manifest = Manifest.parse(mfile.read_bytes(), expected_digest=record["manifest"])
-            old_versions.append((path, repo / path, manifest))
-    made_for: dict[str, list[dict[str, Any]]] = {}
+        return None, [], {}  # a first publish has no earlier versions to patch from
+    changed = []
     for file, path in publisher.walk(src):
         st = file.stat()
         record = cache.get(path)
         if record and record.get("stamp") == [st.st_size, st.st_mtime_ns]:
             continue  # unchanged since the last publish: its patches exist already
-        version = guess_version(path)
-        if not version or path.startswith(f"{PATCH_DIR}/"):
-            continue
-        new = build_manifest(file, path, version=version)
+        if guess_version(path) and not path.startswith(f"{PATCH_DIR}/"):
+            changed.append((file, path))
+    if not changed:
+        return None, [], {}
+    # A patch family lives in one directory: only earlier versions there can be bases.
+    dirs = {_directory(path) for _, path in changed}
+    old_versions = []
+    for path, record in cache.items():
+        mfile = repo / manifest_relpath(record["manifest"])
+        if _directory(path) in dirs and (repo / path).exists() and mfile.exists():
+            manifest = Manifest.parse(mfile.read_bytes(), expected_digest=record["manifest"])
+            old_versions.append((path, repo / path, manifest))
+    built: dict[str, Manifest] = {}
+    made_for: dict[str, list[dict[str, Any]]] = {}
+    for file, path in changed:
+        # Built once here and handed to the publisher, which then does not hash it again.
+        built[path] = new = build_manifest(file, path, version=guess_version(path))
         made = make_patches(old_versions, file, new, repo)
         if made:
             made_for[path] = made
     if not made_for:
-        return None, []
+        return None, [], built
     everything = [m for made in made_for.values() for m in made]
 
     def link(manifest: Manifest, file: Path) -> Manifest:
@@ -98,25 +111,21 @@ def _prepare_patches(
         return replace(manifest, patches=to_links(made)) if made else manifest
 
     extra = [(Path(m["file"]), str(m["path"])) for m in everything]
-    return manifest_hook(everything, inner=link), extra
+    return manifest_hook(everything, inner=link), extra, built
 
 
-PATCH_DIR = "patches"
+def _directory(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else ""
 
 
 def write_package_views(repo: Path, *, pypi: bool = True, apt: bool = True) -> dict[str, int]:
-    """Write the pip and apt views of ``repo`` from its manifests (no re-hashing)."""
+    """Write the pip and apt views of ``repo`` from its index (one file read, no re-hashing)."""
     from webseed.ecosystem.debian import DebFile, write_apt_metadata
     from webseed.ecosystem.pypi import DistFile, write_simple_index
 
-    cache = json.loads((repo / PUBLISH_CACHE).read_bytes())
-    files = []
-    for path, record in sorted(cache.items()):
-        manifest = Manifest.parse(
-            (repo / manifest_relpath(record["manifest"])).read_bytes(),
-            expected_digest=record["manifest"],
-        )
-        files.append((path, manifest.digests["sha256"], manifest.size))
+    targets = load_targets(repo)
+    entries = targets.signed.targets if targets is not None else {}
+    files = [(path, t.hashes["sha256"], t.length) for path, t in sorted(entries.items())]
     out = {"pypi_projects": 0, "apt_packages": 0}
     if pypi:
         out["pypi_projects"] = write_simple_index(repo, [DistFile(*f) for f in files])

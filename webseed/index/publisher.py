@@ -14,7 +14,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -116,6 +116,23 @@ def _atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     os.replace(tmp, path)
 
 
+def load_targets(repo_dir: str | os.PathLike[str]) -> Metadata[Targets] | None:
+    """The repository's current targets metadata (timestamp → snapshot → targets), if any.
+
+    Read from the publisher's own disk without checking signatures: for the
+    publishing side only (clients use :func:`webseed.index.client.open_index`).
+    """
+    meta = Path(repo_dir) / METADATA_DIR
+    ts_path = meta / "timestamp.json"
+    if not ts_path.exists():
+        return None
+    ts = Metadata[Timestamp].from_file(str(ts_path))
+    snap_v = ts.signed.snapshot_meta.version
+    snap = Metadata[Snapshot].from_file(str(meta / f"{snap_v}.snapshot.json"))
+    targets_v = snap.signed.meta["targets.json"].version
+    return Metadata[Targets].from_file(str(meta / f"{targets_v}.targets.json"))
+
+
 def _same_stamp(path: Path, stamp: list[int]) -> bool:
     try:
         st = path.stat()
@@ -192,14 +209,7 @@ class Publisher:
         return root
 
     def _load_targets(self) -> Metadata[Targets] | None:
-        ts_path = self.meta / "timestamp.json"
-        if not ts_path.exists():
-            return None
-        ts = Metadata[Timestamp].from_file(str(ts_path))
-        snap_v = ts.signed.snapshot_meta.version
-        snap = Metadata[Snapshot].from_file(str(self.meta / f"{snap_v}.snapshot.json"))
-        targets_v = snap.signed.meta["targets.json"].version
-        return Metadata[Targets].from_file(str(self.meta / f"{targets_v}.targets.json"))
+        return load_targets(self.repo)
 
     def rotate_root(self, old: RoleKeys) -> int:
         """Replace the repository's keys with ``self.keys``; returns the new root version.
@@ -227,6 +237,7 @@ class Publisher:
         manifest_hook: Callable[[Manifest, Path], Manifest] | None = None,
         mirrors: list[dict[str, Any]] | None = None,
         extra_files: Sequence[tuple[Path, str]] = (),
+        manifests: Mapping[str, Manifest] | None = None,
     ) -> PublishReport:
         """Publish every file under ``src_dir`` (default: the repository itself).
 
@@ -236,6 +247,8 @@ class Publisher:
         ``country``, ``lat``, ``lon``, ``capacity``, ``protocols``); ``None``
         keeps the previous list. ``extra_files`` are ``(file, repository path)``
         pairs published besides the tree (for example patches written beside it).
+        ``manifests`` are ones the caller already built for changed files (by
+        repository path), so those files are not hashed a second time.
         """
         src = Path(src_dir) if src_dir is not None else self.repo
         in_place = src.resolve() == self.repo.resolve()
@@ -277,7 +290,9 @@ class Publisher:
                         mpath.read_bytes(), expected_digest=cached["manifest"]
                     )
             if manifest is None:
-                manifest = build_manifest(file, path, version=guess_version(path))
+                manifest = (manifests or {}).get(path) or build_manifest(
+                    file, path, version=guess_version(path)
+                )
                 report.hashed_bytes += manifest.size
             if manifest_hook is not None:
                 manifest = manifest_hook(manifest, file)

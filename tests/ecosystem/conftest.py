@@ -63,3 +63,39 @@ def keygen(directory: Path) -> tuple[Path, Path]:
     res = CliRunner().invoke(app, ["keygen", "--out", str(directory)])
     assert res.exit_code == 0, res.output
     return directory / "webseed.key", directory / "webseed.pub"
+
+
+def libtorrent_download(torrent: bytes, save_path: Path, name: str, want: bytes) -> None:
+    """Let a real libtorrent session fetch ``torrent`` (web seeds only) and check the file."""
+    import time
+
+    import libtorrent as lt
+
+    session = lt.session(
+        {
+            "listen_interfaces": "127.0.0.1:0",
+            "enable_dht": False,
+            "enable_lsd": False,
+            "enable_upnp": False,
+            "enable_natpmp": False,
+        }
+    )
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(lt.bdecode(torrent))
+    params.save_path = str(save_path)
+    handle = session.add_torrent(params)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not handle.status().is_seeding:
+        time.sleep(0.1)
+    assert handle.status().is_seeding, handle.status().state
+    # Seeding means every piece passed libtorrent's hash check; its disk thread may still
+    # be writing the last blocks out, so read the file back once they have landed.
+    session.remove_torrent(handle)
+    deadline = time.monotonic() + 20
+    got = b""
+    while time.monotonic() < deadline:
+        got = (save_path / name).read_bytes()
+        if got == want:
+            break
+        time.sleep(0.1)
+    assert got == want

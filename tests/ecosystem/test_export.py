@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import write_random
+from tests.ecosystem.conftest import libtorrent_download
 from tests.prereq import needs
 from webseed.cli import app
 from webseed.errors import RepositoryIndexError
@@ -166,8 +166,6 @@ def test_aria2c_downloads_with_exported_metalink(
 def test_libtorrent_downloads_from_web_seeds(
     tmp_path: Path, published: tuple[Path, Path], nginx_mirror
 ) -> None:
-    import libtorrent as lt
-
     repo, _pub = published
     url = nginx_mirror(repo)  # web seeds need Range support, which http.server lacks
     out = tmp_path / "x.torrent"
@@ -187,35 +185,8 @@ def test_libtorrent_downloads_from_web_seeds(
         ],
     )
     assert res.exit_code == 0, res.stderr
-    session = lt.session(
-        {
-            "listen_interfaces": "127.0.0.1:0",
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-        }
-    )
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(str(out))
-    params.save_path = str(tmp_path / "bt")
-    handle = session.add_torrent(params)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not handle.status().is_seeding:
-        time.sleep(0.1)
-    assert handle.status().is_seeding, handle.status().state
-    # Seeding means every piece passed libtorrent's hash check; its disk thread may still
-    # be writing the last blocks out, so read the file back once they have landed.
     want = (repo / "releases" / "big-3.0.iso").read_bytes()
-    session.remove_torrent(handle)
-    deadline = time.monotonic() + 20
-    got = b""
-    while time.monotonic() < deadline:
-        got = (tmp_path / "bt" / "big-3.0.iso").read_bytes()
-        if got == want:
-            break
-        time.sleep(0.1)
-    assert got == want
+    libtorrent_download(out.read_bytes(), tmp_path / "bt", "big-3.0.iso", want)
 
 
 def test_local_root_key_errors(tmp_path: Path) -> None:

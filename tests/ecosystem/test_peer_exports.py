@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from tests.conftest import write_random
-from tests.ecosystem.conftest import keygen, publish_cli
+from tests.ecosystem.conftest import keygen, libtorrent_download, publish_cli
 from tests.prereq import needs
 from webseed.export.bencode import bdecode
 from webseed.export.metalink import NS
@@ -116,8 +116,6 @@ def test_aria2c_downloads_from_peers_given_the_peers_meta4(
 def test_libtorrent_downloads_from_peers_given_the_peers_torrent(
     tmp_path: Path, signed_repo: tuple[Path, Path, Path], webseed_peer
 ) -> None:
-    import libtorrent as lt
-
     src, repo, key = signed_repo
     a, _ = webseed_peer(repo)
     b, _ = webseed_peer(repo)
@@ -126,24 +124,7 @@ def test_libtorrent_downloads_from_peers_given_the_peers_torrent(
     r = httpx.get(f"{a}/{ISO}.torrent")
     assert r.headers["content-type"] == "application/x-bittorrent"
     assert bdecode(raw)[b"url-list"] == [f"{a}/releases/".encode(), f"{b}/releases/".encode()]
-    session = lt.session(
-        {
-            "listen_interfaces": "127.0.0.1:0",
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-        }
-    )
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(lt.bdecode(raw))
-    params.save_path = str(tmp_path / "bt")
-    handle = session.add_torrent(params)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not handle.status().is_seeding:
-        time.sleep(0.1)
-    assert handle.status().is_seeding, handle.status().state
-    assert (tmp_path / "bt" / "big-3.0.iso").read_bytes() == (repo / ISO).read_bytes()
+    libtorrent_download(raw, tmp_path / "bt", "big-3.0.iso", (repo / ISO).read_bytes())
     served = [httpx.get(f"{p}/.well-known/webseed/stats").json()["bytes_served"] for p in (a, b)]
     assert sum(served) >= SIZE
 

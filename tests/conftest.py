@@ -79,83 +79,23 @@ def static_server() -> Iterator[object]:
         proc.wait(timeout=10)
 
 
-def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1 (for servers that cannot bind :0)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-NGINX_CONF = """
-{user}
-worker_processes 1;
-error_log {prefix}/error.log warn;
-pid {prefix}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    sendfile on;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    types {{ application/octet-stream iso bin; }}
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-    }}
-}}
-"""
-
-
-def nginx_binary() -> str | None:
-    import shutil
-
-    return shutil.which("nginx") or (
-        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
-    )
-
-
 @pytest.fixture
-def nginx_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def nginx_mirror() -> Iterator[object]:
     """Start nginx (a plain static mirror with ranges) serving a directory; stopped by PID."""
-    binary = nginx_binary()
-    if binary is None:
-        missing("nginx not installed (Debian nginx-light; make system-deps)")
-    procs: list[subprocess.Popen[bytes]] = []
+    from tests.nginx import Nginx, nginx_binary
+
+    if nginx_binary() is None:
+        missing("nginx (Debian nginx-light)")
+    started: list[Nginx] = []
 
     def start(directory: Path) -> str:
-        import socket
-
-        prefix = tmp_path_factory.mktemp("nginx")
-        port = free_port()
-        conf = prefix / "nginx.conf"
-        # As root, nginx's workers would run as nobody and could not read pytest's 0700 dirs.
-        user = "user root;" if os.geteuid() == 0 else ""
-        conf.write_text(
-            NGINX_CONF.format(user=user, prefix=prefix, port=port, root=directory.resolve())
-        )
-        proc = subprocess.Popen(
-            [binary, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(proc)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return f"http://127.0.0.1:{port}"
-            time.sleep(0.05)
-        raise RuntimeError("nginx did not start")
+        server = Nginx(directory.resolve()).__enter__()
+        started.append(server)
+        return server.url
 
     yield start
-    for proc in procs:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
+    for server in started:
+        server.__exit__()
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

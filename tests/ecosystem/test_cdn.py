@@ -7,11 +7,6 @@ the second client is answered from the cache and the peer sends the bytes once.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,78 +14,44 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port, nginx_binary
+from tests.nginx import Nginx, nginx_binary
 from tests.prereq import missing
 from tests.server.helpers import publish, rand
 
 DATA = rand(1024 * 1024 + 5, seed=31)
 CHUNK = 256 * 1024
 
-NGINX_CACHE_CONF = """
-{user}
-worker_processes 1;
-error_log {prefix}/error.log warn;
-pid {prefix}/nginx.pid;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    proxy_cache_path {prefix}/cache levels=1:2 keys_zone=webseed:1m max_size=64m inactive=1d
-                     use_temp_path=off;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass {upstream};
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_cache webseed;
-            proxy_cache_lock on;
-            add_header X-Cache-Status $upstream_cache_status always;
-        }}
-    }}
+CACHE_HTTP = """
+proxy_cache_path {dir}/cache levels=1:2 keys_zone=webseed:1m max_size=64m inactive=1d
+                 use_temp_path=off;
+"""
+CACHE_SERVER = """
+location / {{
+    proxy_pass {upstream};
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_cache webseed;
+    proxy_cache_lock on;
+    add_header X-Cache-Status $upstream_cache_status always;
 }}
 """
 
 
 @pytest.fixture
-def caching_proxy(tmp_path: Path) -> Iterator[object]:
+def caching_proxy() -> Iterator[object]:
     """``start(upstream_url) -> proxy_url``: nginx with proxy_cache, its own config in tmp."""
-    binary = nginx_binary()
-    if binary is None:
+    if nginx_binary() is None:
         missing("nginx not installed (Debian nginx-light; make system-deps)")
-    procs: list[subprocess.Popen[bytes]] = []
+    started: list[Nginx] = []
 
     def start(upstream: str) -> str:
-        prefix = tmp_path / "nginx"
-        prefix.mkdir()
-        port = free_port()
-        user = "user root;" if os.geteuid() == 0 else ""
-        conf = prefix / "nginx.conf"
-        conf.write_text(
-            NGINX_CACHE_CONF.format(user=user, prefix=prefix, port=port, upstream=upstream)
-        )
-        proc = subprocess.Popen(
-            [binary, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(proc)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return f"http://127.0.0.1:{port}"
-            time.sleep(0.05)
-        raise RuntimeError(f"nginx did not start: {(prefix / 'error.log').read_text()}")
+        proxy = Nginx(http=CACHE_HTTP, server=CACHE_SERVER.format(upstream=upstream))
+        started.append(proxy.__enter__())
+        return proxy.url
 
     yield start
-    for proc in procs:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
+    for proxy in started:
+        proxy.__exit__()
 
 
 def served(peer: str) -> dict[str, float]:

@@ -10,9 +10,10 @@ import pytest
 from peer.engine import Engine, SourceSpec, SwarmError, download
 from peer.engine.fetch import check_content_range, retry_after
 from peer.scheduler import SchedulerConfig
+from tests.nginx import Nginx, nginx_binary
 from tests.prereq import missing
 from tests.swarm.conftest import CHUNK, Artifact
-from tests.swarm.servers import Nginx, nginx_binary, source
+from tests.swarm.servers import source
 from webseed.storage import PartialArtifact
 
 FAST = SchedulerConfig(stall_timeout=0.6, stall_latencies=4, base_backoff=0.1, max_backoff=1.0)

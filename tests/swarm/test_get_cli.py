@@ -14,8 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import write_random
+from tests.nginx import Nginx, nginx_binary
 from tests.prereq import missing
-from tests.swarm.servers import Nginx, nginx_binary, source
+from tests.swarm.servers import source
 from webseed.cli import app
 
 runner = CliRunner()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.nginx import Nginx, nginx_binary
 from tests.prereq import needs
-from tests.swarm.servers import Nginx, nginx_binary
 from webseed.cli import app
 
 runner = CliRunner()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from tests.nginx import Nginx, nginx_binary
 from tests.prereq import missing
-from tests.swarm.servers import Nginx, nginx_binary
 from tests.swarm.test_get_cli import PATH, SIZE, published  # noqa: F401  (fixture)
 from webseed.cli import app
 from webseed.manifest import Manifest

@@ -61,7 +61,7 @@ class PartialArtifact:
         try:
             if os.fstat(self._fd).st_size != manifest.size:
                 os.ftruncate(self._fd, manifest.size)
-            self._journal = self._open_journal()
+            self._open_journal()
         except BaseException:
             os.close(self._fd)
             raise
@@ -71,7 +71,7 @@ class PartialArtifact:
     def _header(self) -> bytes:
         return _MAGIC + self._salt
 
-    def _open_journal(self) -> int:
+    def _open_journal(self) -> None:
         header = self._header()
         trusted: list[int] = []
         tail: list[int] = []
@@ -109,7 +109,6 @@ class PartialArtifact:
                 os.write(fd, _RECORD.pack(index, _crc(index, self._salt)))
         if tail:
             self.sync()
-        return fd
 
     def _check_on_disk(self, index: int) -> bool:
         start, end = self.manifest.chunk_range(index)

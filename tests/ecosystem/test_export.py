@@ -99,7 +99,7 @@ def test_torrent_from_manifest_matches_libtorrent(tmp_path: Path) -> None:
 def test_metalink_document(tmp_path: Path) -> None:
     f = write_random(tmp_path / "x.bin", 700_000, seed=4)
     m = build_manifest(f, "r/x-1.0.bin", version="1.0")
-    pieces = piece_hashes(f, m.chunk_size)
+    pieces = piece_hashes(f, m)
     assert pieces[0] == hashlib.sha256(f.read_bytes()[: m.chunk_size]).hexdigest()
     doc = ET.fromstring(
         metalink_xml(m, [MirrorRef("http://m1/", "DE", 1), MirrorRef("http://m2")], pieces)

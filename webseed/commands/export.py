@@ -54,7 +54,7 @@ def export(
         if fmt is Format.torrent:
             data = torrent_bytes(manifest, [r.base for r in refs])
         else:
-            pieces = piece_hashes(resolve_under(repo, entry.path), manifest.chunk_size)
+            pieces = piece_hashes(resolve_under(repo, entry.path), manifest)
             data = metalink_xml(manifest, refs, pieces)
         out.write_bytes(data)
     typer.echo(f"wrote {out} ({fmt.value}, {len(refs)} source(s))")

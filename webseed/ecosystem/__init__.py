@@ -7,4 +7,6 @@ inside the repository, so every plain mirror serves them too. Directories they
 write carry a ``.webseed-generated`` marker and are never published as artifacts.
 """
 
-GENERATED_MARKER = ".webseed-generated"
+from webseed.index.publisher import GENERATED as GENERATED_MARKER
+
+__all__ = ["GENERATED_MARKER"]

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from webseed import __version__
+from webseed.errors import IntegrityError
+from webseed.integrity.merkle import chunk_digest
 from webseed.manifest import Manifest
 
 NS = "urn:ietf:params:xml:ns:metalink"
@@ -40,11 +42,19 @@ class MirrorRef:
     priority: int | None = None
 
 
-def piece_hashes(file: str | os.PathLike[str], chunk_size: int) -> list[str]:
-    """Plain SHA-256 of each ``chunk_size`` piece of ``file``, reading one piece at a time."""
+def piece_hashes(file: str | os.PathLike[str], manifest: Manifest) -> list[str]:
+    """Plain SHA-256 of each piece of ``file``, one piece in memory at a time.
+
+    Each piece is first checked against the manifest's chunk digest, so a file
+    changed behind its manifest never gets piece hashes (:class:`IntegrityError`).
+    """
     out = []
     with open(file, "rb", buffering=0) as f:
-        while piece := f.read(chunk_size):
+        for index in range(manifest.chunk_count):
+            start, end = manifest.chunk_range(index)
+            piece = f.read(end - start)
+            if chunk_digest(piece, manifest.chunk_size).hex() != manifest.chunks[index]:
+                raise IntegrityError(f"{manifest.path}: chunk {index} does not match its manifest")
             out.append(hashlib.sha256(piece).hexdigest())
     return out
 

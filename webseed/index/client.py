@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 import httpx
@@ -72,9 +73,9 @@ class Fetcher(FetcherInterface):
         return self._http_chunks(url)
 
     @staticmethod
-    def _file_chunks(f: object) -> Iterator[bytes]:
-        with f:  # type: ignore[attr-defined]
-            while chunk := f.read(_CHUNK):  # type: ignore[attr-defined]
+    def _file_chunks(f: BinaryIO) -> Iterator[bytes]:
+        with f:
+            while chunk := f.read(_CHUNK):
                 yield chunk
 
     def _http_chunks(self, url: str) -> Iterator[bytes]:

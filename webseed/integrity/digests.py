@@ -98,10 +98,6 @@ def _executor(threads: bool, workers: int) -> ThreadPoolExecutor | _Inline:
     return ThreadPoolExecutor(workers, thread_name_prefix="ws-hash") if threads else _Inline()
 
 
-def _leaves(buf: bytes) -> list[bytes]:
-    return merkle.block_hashes(buf)
-
-
 def hash_stream(
     read: Callable[[int], bytes],
     chunk_size: int,
@@ -153,7 +149,7 @@ def hash_stream(
                 break
             result.size += len(buf)
             updates = [lanes[name].submit(hashers[name].update, buf) for name in names]
-            window.append((pool.submit(_leaves, buf), updates))
+            window.append((pool.submit(merkle.block_hashes, buf), updates))
             if len(window) >= _WINDOW:
                 settle_one()
         while window:

@@ -13,7 +13,6 @@ digest, so a file changed behind the index never yields piece hashes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections import OrderedDict
@@ -22,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from webseed.errors import IntegrityError
 from webseed.export.metalink import MEDIA_TYPE as METALINK_TYPE
-from webseed.export.metalink import MirrorRef, metalink_xml
+from webseed.export.metalink import MirrorRef, metalink_xml, piece_hashes
 from webseed.export.torrent import MEDIA_TYPE as TORRENT_TYPE
 from webseed.export.torrent import torrent_bytes
-from webseed.integrity.merkle import chunk_digest
 from webseed.manifest import Manifest
 from webseed.server.pex import PexSource
 from webseed.server.repo import Repository
@@ -191,17 +190,9 @@ class Exports:
             return pieces
 
     def _hash(self, manifest: Manifest, file: Path) -> list[str] | None:
-        out: list[str] = []
         try:
-            with open(file, "rb", buffering=0) as f:
-                for index in range(manifest.chunk_count):
-                    start, end = manifest.chunk_range(index)
-                    piece = f.read(end - start)
-                    if chunk_digest(piece, manifest.chunk_size).hex() != manifest.chunks[index]:
-                        raise ValueError("file does not match its manifest")
-                    out.append(hashlib.sha256(piece).hexdigest())
-        except (OSError, ValueError):
+            return piece_hashes(file, manifest)
+        except (OSError, IntegrityError):
             with self._lock:
                 self.mismatches += 1
             return None
-        return out

@@ -12,10 +12,14 @@ $(STAMP): pyproject.toml
 		$(PYTHON) -m pip install --quiet uv || \
 		$(PYTHON) -m pip install --quiet --user --break-system-packages uv
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
-	$(UV) pip install --quiet --python $(BIN)/python -e '.[all]' --group dev
+	@# Bytecode compiled at install, as pip does: a CLI run then starts in ~0.2 s instead
+	@# of ~0.6 s of compiling (more where PYTHONDONTWRITEBYTECODE is set).
+	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[all]' --group dev
 	@# The shipped GeoIP default (country-level DB-IP data, Apache-2.0). Its metadata pins an
 	@# old maxminddb that geoip2 5 cannot use; geo/ only reads its .mmdb file, so no deps.
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps 'python-geoacumen>=2024.6'
+	@# The project itself is installed editable: compile it too (stale files just recompile).
+	$(BIN)/python -m compileall -q -j 0 webseed peer geo patches bench >/dev/null
 	@touch $(STAMP)
 
 demo: $(STAMP)

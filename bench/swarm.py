@@ -11,8 +11,11 @@ round trip). In the same run, on the same 1 GiB artifact:
   anchors measured best, plus ``-x16 -s16``; the better run is reported),
 - ``curl`` from the fastest source.
 
-Each is reported as a percentage of the sum of the nominal link rates; tbf
-counts whole frames, so TCP payload tops out at 1448/1514 = 95.6% of nominal.
+Each is reported as a percentage of the sum of the nominal link rates and of
+the TCP payload those links can carry: tbf counts whole Ethernet frames, so at
+the usual 1500-byte MTU payload tops out at 1448/1514 = 95.6% of nominal, at a
+9000-byte (jumbo) MTU at 8948/9014 = 99.3%. The comparison runs once per MTU
+given (``--mtus``, default both).
 Then peak RSS of ``webseed get`` for a 256 MiB and a 4 GiB artifact (three
 unshaped nginx sources on loopback) shows memory does not grow with size.
 
@@ -36,10 +39,17 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench._util import CACHE, run_timed, table, write_results
+from bench._util import CACHE, precompile, run_timed, table, write_results
 
 MiB = 1024 * 1024
-PAYLOAD_LIMIT = 1448 / 1514
+
+
+def payload_limit(mtu: int) -> float:
+    """Fraction of a tbf rate left for TCP payload: IPv4 + TCP with timestamps = 52
+    bytes of headers per packet, 14 of Ethernet header per frame."""
+    return (mtu - 52) / (mtu + 14)
+
+
 PREFIX = "wsb"
 REPO_PATH = "releases/bench-{size}.iso"
 
@@ -151,7 +161,7 @@ def netns_available() -> bool:
 
 
 @contextmanager
-def topology(rates_mbit: list[int], rtts_ms: list[int]):  # type: ignore[no-untyped-def]
+def topology(rates_mbit: list[int], rtts_ms: list[int], mtu: int = 1500):  # type: ignore[no-untyped-def]
     """Namespaces ``wsb-s<i>`` with 198.18.<i>.2, shaped at ``rates_mbit`` (sender side)."""
     names = [f"{PREFIX}-s{i + 1}" for i in range(len(rates_mbit))]
     _teardown(names)
@@ -160,7 +170,8 @@ def topology(rates_mbit: list[int], rtts_ms: list[int]):  # type: ignore[no-unty
         for i, (rate, rtt) in enumerate(zip(rates_mbit, rtts_ms, strict=True), start=1):
             ns, host, peer = names[i - 1], f"{PREFIX}-h{i}", f"{PREFIX}-n{i}"
             sh("ip", "netns", "add", ns)
-            sh("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
+            sh("ip", "link", "add", host, "mtu", str(mtu), "type", "veth", "peer", "name", peer,
+               "mtu", str(mtu))  # fmt: skip
             sh("ip", "link", "set", peer, "netns", ns)
             sh("ip", "addr", "add", f"198.18.{i}.1/24", "dev", host)
             sh("ip", "link", "set", host, "up")
@@ -265,7 +276,7 @@ ARIA2_SETTINGS = [
 
 
 def compare(urls: list[str], repo: Path, pub: Path, repo_path: str, capacity: float | None,
-            work: Path) -> list[dict[str, Any]]:  # fmt: skip
+            work: Path, mtu: int = 1500) -> list[dict[str, Any]]:  # fmt: skip
     """Run the three contenders; ``capacity``: summed nominal link rate in bytes/s."""
     size = (repo / repo_path).stat().st_size
     rows: list[dict[str, Any]] = []
@@ -273,7 +284,8 @@ def compare(urls: list[str], repo: Path, pub: Path, repo_path: str, capacity: fl
 
     def row(name: str, r: dict[str, Any], cap: float | None) -> None:
         rate = size / r["seconds"]
-        r.update(tool=name, bytes_per_s=rate, pct_of_sum=100 * rate / cap if cap else None)
+        r.update(tool=name, mtu=mtu, bytes_per_s=rate, pct_of_sum=100 * rate / cap if cap else None)
+        r["pct_of_payload"] = r["pct_of_sum"] / payload_limit(mtu) if cap else None
         if "transfer_seconds" in r:
             r["transfer_pct_of_sum"] = 100 * size / r["transfer_seconds"] / cap if cap else None
         rows.append(r)
@@ -330,11 +342,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--rates", default="200,100,50", help="Mbit/s per source")
     ap.add_argument("--rtts", default="2,10,20", help="round-trip delay (ms) per source")
+    ap.add_argument("--mtus", default="1500,9000", help="link MTU(s); one comparison each")
     ap.add_argument("--loopback", action="store_true", help="no namespaces, no shaping")
     ap.add_argument("--rss-sizes", default="256,4096", help="MiB; empty to skip")
     args = ap.parse_args(argv)
     rates = [int(x) for x in args.rates.split(",")]
     rtts = [int(x) for x in args.rtts.split(",")]
+    mtus = [int(x) for x in args.mtus.split(",")]
+    precompile()
     repo, pub, repo_path = prepare_repo(args.size_mib)
     work = Path(tempfile.mkdtemp(prefix="wsb-work-", dir=CACHE))
     results: dict[str, Any] = {"size_mib": args.size_mib}
@@ -342,15 +357,18 @@ def main(argv: list[str]) -> int:
         shaped = not args.loopback and netns_available()
         if shaped:
             capacity = sum(rates) * 1e6 / 8
-            results.update(mode="netns+tbf", rates_mbit=rates, rtts_ms=rtts)
-            with topology(rates, rtts) as (names, delays_ok), ExitStack() as stack:
-                if not delays_ok:
-                    results["rtts_ms"] = "not applied (no netem in this kernel)"
-                urls = [
-                    stack.enter_context(nginx(repo, f"198.18.{i}.2", 8080, ns))
-                    for i, ns in enumerate(names, start=1)
-                ]
-                rows = compare(urls, repo, pub, repo_path, capacity, work)
+            results.update(mode="netns+tbf", rates_mbit=rates, rtts_ms=rtts, mtus=mtus)
+            rows = []
+            for mtu in mtus:
+                log(f"-- links with MTU {mtu} --")
+                with topology(rates, rtts, mtu) as (names, delays_ok), ExitStack() as stack:
+                    if not delays_ok:
+                        results["rtts_ms"] = "not applied (no netem in this kernel)"
+                    urls = [
+                        stack.enter_context(nginx(repo, f"198.18.{i}.2", 8080, ns))
+                        for i, ns in enumerate(names, start=1)
+                    ]
+                    rows += compare(urls, repo, pub, repo_path, capacity, work, mtu)
         else:
             log("no network namespaces (need root): loopback, unshaped")
             results.update(mode="loopback")
@@ -362,34 +380,42 @@ def main(argv: list[str]) -> int:
         results["rss"] = rss_by_size(sizes, work) if sizes else []
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    head = ["tool", "seconds", "MB/s", "% of sum of links", "peak RSS MiB"]
+    head = ["MTU", "tool", "seconds", "MB/s", "% of links", "% of payload cap.", "RSS MiB"]
     body = [
         [
+            r["mtu"],
             r["tool"],
             f"{r['seconds']:.2f}",
             f"{r['bytes_per_s'] / 1e6:.1f}",
             "-" if r["pct_of_sum"] is None else f"{r['pct_of_sum']:.1f}",
+            "-" if r["pct_of_payload"] is None else f"{r['pct_of_payload']:.1f}",
             f"{r['rss'] / MiB:.1f}",
         ]
         for r in results["runs"]
     ]
+    limits = ", ".join(f"{100 * payload_limit(m):.1f}% at MTU {m}" for m in mtus)
     print(f"\n{args.size_mib} MiB, {results['mode']}"
-          + (f", links {args.rates} Mbit/s (TCP payload limit {100 * PAYLOAD_LIMIT:.1f}%)"
+          + (f", links {args.rates} Mbit/s (TCP payload capacity {limits})"
              if results["mode"] != "loopback" else ""))  # fmt: skip
     print(table(head, body))
-    ws = results["runs"][0]
-    if ws.get("transfer_pct_of_sum"):
-        print(
-            "webseed transfer only (after start-up and index check): "
-            f"{ws['transfer_seconds']:.2f} s = {ws['transfer_pct_of_sum']:.1f}% of the sum"
-        )
+    webseed_runs = [r for r in results["runs"] if r["tool"].startswith("webseed")]
+    for ws in webseed_runs:
+        if ws.get("transfer_pct_of_sum"):
+            print(
+                f"webseed transfer only (after start-up and index check), MTU {ws['mtu']}: "
+                f"{ws['transfer_seconds']:.2f} s = {ws['transfer_pct_of_sum']:.1f}% of links"
+            )
     if results["rss"]:
         print()
         print(table(["artifact", "peak RSS MiB", "seconds"],
                     [[f"{r['size_mib']} MiB", f"{r['peak_rss'] / MiB:.1f}", f"{r['seconds']:.2f}"]
                      for r in results["rss"]]))  # fmt: skip
     for r in results["runs"]:
-        r.pop("report", None) if r["tool"] != ws["tool"] else None
+        if "report" in r:
+            # Keep the per-source split and phases, not the whole per-source report.
+            rep = r.pop("report")
+            r["phases_s"] = rep.get("phases_s")
+            r["bytes_by_source"] = {s["url"]: s["bytes"] for s in rep.get("sources", [])}
     path = write_results("swarm", results)
     print(f"\nresults: {path}")
     return 0

@@ -103,3 +103,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     for mark in item.iter_markers("prereq"):
         if mark.kwargs["absent"]:
             missing(mark.kwargs["what"])
+
+
+@pytest.fixture(autouse=True)
+def _private_xdg_dirs(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per-test XDG state/config directories (inherited by the processes a test starts).
+
+    ``webseed get`` remembers the peers that served it and ``serve``/``get`` make a
+    peer identity on first run under these; one test's loopback peers must never
+    become the next test's remembered peers, nor land in the user's home.
+    """
+    base = tmp_path_factory.mktemp("xdg")
+    monkeypatch.setenv("XDG_STATE_HOME", str(base / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(base / "config"))

@@ -9,6 +9,13 @@ expiry, rollback), the artifact's manifest is fetched from any source and
 checked against the digest the index signs, then the swarm engine fetches the
 chunks, verifying each before it counts. Interrupted downloads resume from
 ``<out>.part`` and its journal.
+
+With an ``identity`` every request to a peer is signed (``Webseed-Peer``), so
+peers with incentives on credit and prioritise us; mirrors get plain requests.
+With ``discover``, peers found by peer exchange join the running download
+(:class:`peer.engine.more_sources.PexFinder`: the download's own peers, the
+``bootstrap`` peers and the peers remembered in ``discovery_dir`` are asked),
+and the peers that served it are remembered there for the next run.
 """
 
 from __future__ import annotations
@@ -22,8 +29,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from peer.discovery.bootstrap import load_last_served, save_last_served
 from peer.engine import DownloadReport, SourceSpec, download
 from peer.engine.driver import Progress
+from peer.engine.identity import SwarmAuth
+from peer.engine.more_sources import PexFinder
+from peer.incentives.identity import PeerIdentity
 from peer.scheduler import SchedulerConfig
 from webseed.errors import IntegrityError, ManifestError, RepositoryIndexError, WebseedError
 from webseed.index.client import IndexEntry, TrustedIndex, open_index
@@ -222,13 +233,20 @@ async def get_artifact(
     index_mirrors: int = 4,
     client_ip: str | None = None,
     from_file: Path | None = None,
+    identity: PeerIdentity | None = None,
+    discover: bool = False,
+    bootstrap: Sequence[str] = (),
+    discovery_dir: Path | None = None,
 ) -> DownloadReport:
     """Download repository ``path`` to ``out``, every byte verified; return the report.
 
     ``index_url`` defaults to the first peer, else the first mirror. Up to
     ``index_mirrors`` of the mirrors signed into the index join the download
     (ranked by :func:`choose_index_mirrors`). With ``from_file`` (an earlier
-    version), the cheapest patch route is used when one exists.
+    version), the cheapest patch route is used when one exists. ``identity``,
+    ``discover``, ``bootstrap`` and ``discovery_dir``: see the module docstring
+    (``bootstrap`` implies ``discover``; without ``discovery_dir`` nothing is
+    remembered).
     """
     sources = sources_from(peers, mirrors)
     if not sources and not index_url:
@@ -255,6 +273,18 @@ async def get_artifact(
         "give_up_after": give_up_after,
         "on_progress": on_progress,
     }
+    mirror_bases = [s.base for s in sources if s.kind == "mirror"]
+    if identity is not None:
+        kwargs["auth"] = SwarmAuth(identity, unsigned=mirror_bases)
+    finder = None
+    if discover or bootstrap:
+        remembered = load_last_served(discovery_dir) if discovery_dir is not None else []
+        finder = PexFinder(
+            manifest.digest,
+            bootstrap=bootstrap,
+            candidates=[p["url"] for p in remembered],
+            self_id=identity.peer_id if identity is not None else "",
+        )
     report = None
     if out.exists() and not Path(f"{out}.part").exists():
         # Finished before (perhaps killed after the final rename): check, do not re-fetch.
@@ -267,7 +297,13 @@ async def get_artifact(
     if report is None and from_file is not None:
         report = await update_from(index, manifest, from_file, sources, out, **kwargs)
     if report is None:
-        report = await download(manifest, sources, out, **kwargs)
+        report = await download(manifest, sources, out, finder=finder, **kwargs)
     report.phases["index"] = index_s
     report.notes["index_mirrors"] = {"used": chosen, "skipped": skipped}
+    report.notes["identity"] = identity.peer_id if identity is not None else None
+    if finder is not None:
+        report.notes["discovery"] = finder.report()
+        served = {s.url: s.bytes for s in report.sources if s.kind == "peer" and s.bytes > 0}
+        if discovery_dir is not None and served:
+            await asyncio.to_thread(save_last_served, discovery_dir, served)
     return report

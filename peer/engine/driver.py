@@ -20,6 +20,7 @@ import httpx
 
 from peer.engine.budget import DEFAULT_BUDGET, ByteBudget
 from peer.engine.fetch import fetch
+from peer.engine.more_sources import SourceFinder, SourceNeed
 from peer.engine.report import DownloadReport, SourceReport
 from peer.engine.sources import SourceSpec
 from peer.scheduler import (
@@ -33,6 +34,7 @@ from peer.scheduler import (
     FallBackToMirrors,
     Finished,
     HaveBitfield,
+    NeedMoreSources,
     Request,
     RequestFailed,
     Scheduler,
@@ -80,6 +82,10 @@ class Engine:
     allowed), so memory does not grow with the artifact. ``fallback`` mirrors are
     held back and added only when the scheduler asks (``FallBackToMirrors``).
     ``give_up_after``: seconds without a byte or a newly verified chunk before giving up.
+    ``finder`` (e.g. :class:`~peer.engine.more_sources.PexFinder`) is asked for new
+    sources once at the start and on every ``NeedMoreSources``; ``auth`` (e.g. the
+    peer identity's :class:`~peer.incentives.client.PeerAuth`) signs the requests of
+    the client the engine makes when none is given.
     Use :meth:`run` (or :func:`download`).
     """
 
@@ -97,6 +103,8 @@ class Engine:
         give_up_after: float = 30.0,
         on_progress: Progress | None = None,
         buffer_bytes: int = DEFAULT_BUDGET,
+        finder: SourceFinder | None = None,
+        auth: httpx.Auth | None = None,
     ) -> None:
         self.manifest = manifest
         self._budget_bytes = buffer_bytes
@@ -118,6 +126,9 @@ class Engine:
         self._reports: dict[str, SourceReport] = {}
         self._lock = threading.Lock()
         self._corrupt = 0
+        self.finder = finder
+        self.auth = auth
+        self._finding: asyncio.Task[None] | None = None
 
     # -- public ---------------------------------------------------------------------------
 
@@ -132,7 +143,7 @@ class Engine:
         report = DownloadReport(path=m.path, size=m.size, output=str(dest))
         report.resumed_chunks = store.verified_count
         own_client = self._client is None
-        client = self._client or default_client()
+        client = self._client or default_client(**({"auth": self.auth} if self.auth else {}))
         try:
             if not store.complete:
                 await self._download(client, store)
@@ -170,6 +181,7 @@ class Engine:
         self._sched = sched
         for spec in self.sources:
             self._add_source(client, spec, sched, loop.time())
+        self._find_more(client, sched, "start", 0)
         last_progress = loop.time()
         next_tick = loop.time() + self.tick
         verified_seen = sched.chunk_count - sched.missing
@@ -209,6 +221,8 @@ class Engine:
                 if self.fallback:
                     self._add_fallback(client, sched, now)
                     continue
+                if self.finder is not None and not self.finder.exhausted:
+                    continue  # the scheduler repeats NeedMoreSources: ask again then
                 raise SwarmError(self._why_stuck(sched, "no source holds the missing chunks"))
 
     def _why_stuck(self, sched: Scheduler, what: str) -> str:
@@ -240,7 +254,8 @@ class Engine:
                     self._add_fallback(client, sched, now)
             elif isinstance(a, Finished):
                 finished = True
-            # NeedMoreSources: nothing more to ask here (peer exchange is a later layer).
+            elif isinstance(a, NeedMoreSources):
+                self._find_more(client, sched, a.reason, a.missing)
         if finished:
             self._fill_report(sched)
         return finished
@@ -275,6 +290,39 @@ class Engine:
         task = asyncio.create_task(self._bitfield(client, spec))
         self._side.add(task)
         task.add_done_callback(self._side.discard)
+
+    def _find_more(
+        self, client: httpx.AsyncClient, sched: Scheduler, reason: str, missing: int
+    ) -> None:
+        """Ask the finder for sources in a side task (one lookup at a time)."""
+        if self.finder is None or self._finding is not None:
+            return
+        banned = {st.source for st in sched.stats() if st.banned or st.removed}
+        need = SourceNeed(
+            reason=reason,
+            missing=missing,
+            peers=tuple(b for b, s in self._specs.items() if s.kind == "peer" and b not in banned),
+            known=frozenset(self._specs) | {s.base for s in self.fallback},
+        )
+        task = asyncio.create_task(self._lookup(self.finder, client, sched, need))
+        self._finding = task
+        self._side.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._side.discard(t)
+            self._finding = None
+
+        task.add_done_callback(done)
+
+    async def _lookup(
+        self, finder: SourceFinder, client: httpx.AsyncClient, sched: Scheduler, need: SourceNeed
+    ) -> None:
+        found = await finder.find(need, client)
+        now = asyncio.get_running_loop().time()
+        for spec in found:
+            # Never re-add a source (a banned one stays in _specs for the whole download).
+            if spec.base not in self._specs and not sched.done:
+                self._add_source(client, spec, sched, now)
 
     def _act_source(
         self, client: httpx.AsyncClient, sched: Scheduler, ev: SourceAdded, now: float

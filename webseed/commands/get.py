@@ -4,6 +4,12 @@ Exit codes: 0 done (file complete and verified); 1 the index, a signature or the
 manifest failed verification; 2 usage (no source, bad key file, unsafe path);
 3 the sources could not deliver (unreachable, all banned, chunks nobody holds);
 4 local I/O error. Interrupted downloads resume from ``OUT.part``.
+
+Requests to peers are signed with the peer identity (``--identity``, the
+default; the same key ``webseed serve`` uses with the same ``--state-dir``), so
+peers credit the downloader; ``--anonymous`` sends none. ``--discover`` (the
+default) lets peers found by peer exchange join the download and remembers the
+peers that served it (``--state-dir``, else ``$XDG_STATE_HOME/webseed/discovery``).
 """
 
 from __future__ import annotations
@@ -62,6 +68,26 @@ def get(
     client_ip: Annotated[
         str | None, typer.Option("--client-ip", help="Your public IP, to rank mirrors by GeoIP.")
     ] = None,
+    identity: Annotated[
+        bool,
+        typer.Option(
+            "--identity/--anonymous",
+            help="Sign requests to peers with the peer identity (key in --state-dir if "
+            "given, else $XDG_CONFIG_HOME/webseed; made on first run) so they credit you.",
+        ),
+    ] = True,
+    discover: Annotated[
+        bool,
+        typer.Option(
+            "--discover/--no-discover",
+            help="Add peers found by peer exchange and the peers that served your last "
+            "downloads; remember who served this one.",
+        ),
+    ] = True,
+    bootstrap: Annotated[
+        list[str] | None,
+        typer.Option("--bootstrap", help="A peer to ask for peer-exchange lists (repeatable)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
 ) -> None:
@@ -95,6 +121,16 @@ def get(
             progress.update(task, completed=nbytes)
 
     try:
+        peer_identity = None
+        if identity:
+            from peer.incentives.identity import default_dir, load_or_create
+
+            peer_identity = load_or_create(state_dir if state_dir is not None else default_dir())
+        discovery_dir = None
+        if discover:
+            from peer.discovery.bootstrap import default_state_dir
+
+            discovery_dir = state_dir if state_dir is not None else default_state_dir()
         if progress is not None:
             progress.start()
         report = asyncio.run(
@@ -112,6 +148,10 @@ def get(
                 index_mirrors=index_mirrors,
                 client_ip=client_ip,
                 from_file=from_file,
+                identity=peer_identity,
+                discover=discover,
+                bootstrap=bootstrap or [],
+                discovery_dir=discovery_dir,
             )
         )
     except (WebseedError, OSError) as exc:

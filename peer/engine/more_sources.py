@@ -120,6 +120,8 @@ class PexFinder:
         self.candidates = [u for u in (_valid(c) for c in candidates) if u is not None]
         self.given: set[str] = set()
         self.rounds = 0
+        #: Why each round was asked for (``start`` or the scheduler's reason).
+        self.reasons: list[str] = []
         self.verdicts: Counter[str] = Counter()
         self.errors: list[str] = []
         self._last_news = True
@@ -169,9 +171,11 @@ class PexFinder:
         """One bounded round: ask due contacts, probe candidates; return new sources."""
         if self.rounds >= self.max_rounds:
             return []
-        if need.reason == "start" and len(need.peers) >= self.want_peers and not self.asked:
+        quiet = not self.asked and not self.candidates
+        if need.reason == "start" and len(need.peers) >= self.want_peers and quiet:
             return []  # enough peers and nobody else to ask: the scheduler will tell us
         self.rounds += 1
+        self.reasons.append(need.reason)
         for url in need.peers:
             self._contact(url)
         due = self._due()
@@ -251,6 +255,7 @@ class PexFinder:
         """What discovery did, for the download report."""
         return {
             "rounds": self.rounds,
+            "reasons": self.reasons,
             "asked": {u: n for u, n in self.asked.items() if n},
             "added": sorted(self.given),
             "announcements": dict(self.verdicts),

@@ -249,6 +249,8 @@ def _swarm(work: Path, src: Path, repo: Path, keys: Path) -> int:
             mirror,
             "--state-dir",
             str(work / "trust"),
+            # P2P is blocked: the peers remembered from the download above would be too.
+            "--no-discover",
             "--give-up-after",
             "20",
         )

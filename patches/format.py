@@ -31,7 +31,13 @@ TRANSFORM_ARCHIVE = 1
 METHOD_COPY = 1
 METHOD_BSDIFF = 2
 METHOD_ZSTD_WINDOW = 3
-METHODS = {METHOD_COPY: "copy", METHOD_BSDIFF: "bsdiff", METHOD_ZSTD_WINDOW: "zstd-window"}
+METHOD_ELF = 4  # bsdiff against the base with its x86-64 address fields re-aimed (elf.py)
+METHODS = {
+    METHOD_COPY: "copy",
+    METHOD_BSDIFF: "bsdiff",
+    METHOD_ZSTD_WINDOW: "zstd-window",
+    METHOD_ELF: "elf-bsdiff",
+}
 
 # magic, version, transform, flags, base size, base sha256, target size, target sha256,
 # base stream len, target stream len, recipe len, 3 x (raw, compressed) stream lens,
@@ -52,8 +58,8 @@ MAX_WINDOW_PAYLOAD = 1 << 31
 class Part:
     """One step of rebuilding the target stream from the base stream.
 
-    ``a``/``b`` are: bsdiff = (control triples, unused); zstd-window = (payload length,
-    unused); copy = unused.
+    ``a``/``b`` are: bsdiff = (control triples, unused); elf-bsdiff = (control triples,
+    load-segment triples before them); zstd-window = (payload length, unused); copy = unused.
     """
 
     method: int

@@ -18,8 +18,9 @@ from typing import BinaryIO
 import bsdiff4.core
 import zstandard
 
+from patches import elf
 from patches.errors import PatchFormatError
-from patches.format import METHOD_BSDIFF, METHOD_COPY, METHOD_ZSTD_WINDOW, Part
+from patches.format import METHOD_BSDIFF, METHOD_COPY, METHOD_ELF, METHOD_ZSTD_WINDOW, Part
 
 # bsdiff4's control triples: three 8-byte little-endian sign-magnitude integers.
 CTRL_SIZE = 24
@@ -56,13 +57,34 @@ def bsdiff_streams(base: bytes, target: bytes) -> tuple[bytes, bytes, bytes]:
     return result
 
 
-def _bsdiff_job(job: tuple[bytes, bytes]) -> tuple[bytes, bytes, bytes]:
-    return bsdiff_streams(*job)
+# What a unit's diff produced: (method, image pairing triples (elf only), ctrl, diff, extra).
+Streams = tuple[int, bytes, bytes, bytes, bytes]
 
 
-def parallel_bsdiff(
-    jobs: list[tuple[bytes, bytes]], workers: int
-) -> list[tuple[bytes, bytes, bytes]]:
+def _estimate(streams: Streams) -> int:
+    """Roughly what the streams add to the patch once compressed (to pick a method)."""
+    cctx = zstandard.ZstdCompressor(level=9)
+    return sum(len(cctx.compress(s)) for s in streams[1:] if s)
+
+
+def unit_streams(base: bytes, target: bytes) -> Streams:
+    """The best diff of one unit: bsdiff, or for two x86-64 ELF files whichever of bsdiff
+    and the address-aware ELF method (:mod:`patches.elf`) compresses smaller."""
+    plain: Streams = (METHOD_BSDIFF, b"", *bsdiff_streams(base, target))
+    if not (base and target and base != target and elf.has_elf(base) and elf.has_elf(target)):
+        return plain
+    made = elf.diff(base, target)
+    if made is None:
+        return plain
+    candidate: Streams = (METHOD_ELF, *made)
+    return candidate if _estimate(candidate) < _estimate(plain) else plain
+
+
+def _unit_job(job: tuple[bytes, bytes]) -> Streams:
+    return unit_streams(*job)
+
+
+def parallel_bsdiff(jobs: list[tuple[bytes, bytes]], workers: int) -> list[Streams]:
     """bsdiff4 of many (base, target) pairs, in input order, using ``workers`` processes.
 
     bsdiff4 holds the GIL, so threads do not help. Pairs of at least
@@ -74,16 +96,16 @@ def parallel_bsdiff(
         key=lambda i: -(len(jobs[i][0]) + len(jobs[i][1])),
     )
     if workers < 2 or len(big) < 2:
-        return [bsdiff_streams(b, t) for b, t in jobs]
-    results: list[tuple[bytes, bytes, bytes] | None] = [None] * len(jobs)
+        return [unit_streams(b, t) for b, t in jobs]
+    results: list[Streams | None] = [None] * len(jobs)
     # fork: workers need nothing pickled but the pairs, and spawn would re-import the
     # caller's __main__ (breaking unguarded scripts). Callers are single-threaded here.
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = {i: pool.submit(_bsdiff_job, jobs[i]) for i in big}
+        futures = {i: pool.submit(_unit_job, jobs[i]) for i in big}
         for i, (b, t) in enumerate(jobs):
             if i not in futures:
-                results[i] = bsdiff_streams(b, t)
+                results[i] = unit_streams(b, t)
         for i, fut in futures.items():
             results[i] = fut.result()
     return [r for r in results if r is not None]
@@ -104,22 +126,27 @@ class DiffBuilder:
         base: bytes,
         base_offset: int,
         target: bytes,
-        streams: tuple[bytes, bytes, bytes] | None = None,
+        streams: Streams | None = None,
     ) -> None:
         """Diff ``target`` against ``base`` (which sits at ``base_offset`` in the base stream).
 
-        ``streams`` is :func:`bsdiff_streams` of the two when already computed (in a
+        ``streams`` is :func:`unit_streams` of the two when already computed (in a
         worker process, see :func:`parallel_bsdiff`).
         """
         if base == target and base:
             self.parts.append(Part(METHOD_COPY, base_offset, len(base), len(target)))
             return
-        control, bdiff, bextra = streams if streams is not None else bsdiff_streams(base, target)
-        self.ctrl += control
+        method, loads, control, bdiff, bextra = (
+            streams if streams is not None else unit_streams(base, target)
+        )
+        # ELF parts: the image pairing (new starts, load segments) precedes the triples.
+        self.ctrl += loads + control
         self.diff += bdiff
         self.extra += bextra
         n = len(control) // CTRL_SIZE
-        self.parts.append(Part(METHOD_BSDIFF, base_offset, len(base), len(target), n))
+        self.parts.append(
+            Part(method, base_offset, len(base), len(target), n, len(loads) // CTRL_SIZE)
+        )
 
     def add_windows(
         self,
@@ -176,8 +203,10 @@ class PartApplier:
             raise PatchFormatError("part refers outside the base")
         if part.method == METHOD_COPY and part.base_length != part.out_length:
             raise PatchFormatError("copy part with differing lengths")
-        if part.method not in (METHOD_COPY, METHOD_BSDIFF, METHOD_ZSTD_WINDOW):
+        if part.method not in (METHOD_COPY, METHOD_BSDIFF, METHOD_ZSTD_WINDOW, METHOD_ELF):
             raise PatchFormatError(f"unknown part method {part.method}")
+        if part.method == METHOD_ELF and not 1 <= part.b <= elf.MAX_IMAGES * (1 + elf.MAX_LOADS):
+            raise PatchFormatError("elf part with a bad image pairing size")
         if part.method == METHOD_ZSTD_WINDOW and (
             part.out_length > WINDOW or part.base_length > WINDOW + 2 * MARGIN + WINDOW
         ):
@@ -187,11 +216,18 @@ class PartApplier:
         """The bytes ``part`` produces from its base range (and window payload)."""
         if part.method == METHOD_COPY:
             return base
-        if part.method == METHOD_BSDIFF:
+        if part.method in (METHOD_BSDIFF, METHOD_ELF):
             return self._bsdiff(part, base)
         return _window_decompress(base, payload, part.out_length)
 
     def _bsdiff(self, part: Part, base: bytes) -> bytes:
+        pairing = b""
+        if part.method == METHOD_ELF:
+            end = self._c + part.b * CTRL_SIZE
+            if end > len(self._ctrl):
+                raise PatchFormatError("control stream too short")
+            pairing = bytes(self._ctrl[self._c : end])
+            self._c = end
         end = self._c + part.a * CTRL_SIZE
         if end > len(self._ctrl):
             raise PatchFormatError("control stream too short")
@@ -222,6 +258,11 @@ class PartApplier:
         bextra = bytes(self._extra[self._e : self._e + n_extra])
         self._d += n_diff
         self._e += n_extra
+        if part.method == METHOD_ELF:
+            try:
+                base = elf.adjusted_base(base, pairing, raw)
+            except ValueError as exc:
+                raise PatchFormatError(f"elf part: {exc}") from exc
         result: bytes = bsdiff4.core.patch(base, part.out_length, raw, bdiff, bextra)
         return result
 

@@ -21,7 +21,7 @@ from patches.format import (
     Header,
     compress,
 )
-from patches.methods import BSDIFF_LIMIT, DiffBuilder, ReadFn, parallel_bsdiff
+from patches.methods import BSDIFF_LIMIT, DiffBuilder, DiffPool, ReadFn, parallel_bsdiff
 
 # Worker processes for bsdiff; the CI and the target machines have 2 cores.
 WORKERS = min(2, os.cpu_count() or 1)
@@ -112,26 +112,36 @@ def _reproduces(old: Path, patch: Path, target_sha: bytes) -> bool:
 def _archive_patch(
     old_data: bytes, new_data: bytes, ids: tuple[bytes, int, bytes, int]
 ) -> tuple[bytes, str, float]:
-    target = archive.expand(new_data, probe=True)
     base_stream = archive.expand_base(old_data)
     base_units = _units_of_base(old_data, base_stream)
+    # Finding the compressor settings (zlib levels...) is slow and rarely changes the
+    # expanded stream: start the big diffs on the unprobed expansion meanwhile, and
+    # keep them if probing found the same stream (else diff again).
+    try:
+        guess: archive.Expansion | None = archive.expand(new_data, probe=False)
+    except ArchiveError:
+        guess = None
+    pool = DiffPool(_plan(guess, base_stream, base_units)[1], WORKERS) if guess else None
+    try:
+        target = archive.expand(new_data, probe=True)
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
+    plan, jobs = _plan(target, base_stream, base_units)
+    if (
+        pool is not None
+        and guess is not None
+        and guess.stream == target.stream
+        and (_units(archive.leaves(guess.ops)) == _units(archive.leaves(target.ops)))
+    ):
+        diffs = iter(pool.results())
+    else:
+        if pool is not None:
+            pool.close()
+        diffs = iter(parallel_bsdiff(jobs, WORKERS))
     with tempfile.TemporaryFile() as sink:
         builder = DiffBuilder(sink)
-        pos = 0
-        plan: list[tuple[int, int, bytes]] = []
-        for name, length in _units(archive.leaves(target.ops)):
-            unit = target.stream[pos : pos + length]
-            pos += length
-            # Same name first, else the same name with version numbers blanked.
-            off, blen = base_units.get(name) or base_units.get(archive.member_key(name), (0, 0))
-            plan.append((off, blen, unit))
-        # bsdiff is the slow part (numpy: 1000 members, 11 s): spread it over the cores.
-        jobs = [
-            (base_stream[off : off + blen], unit)
-            for off, blen, unit in plan
-            if not _windowed(blen, unit)
-        ]
-        diffs = iter(parallel_bsdiff(jobs, WORKERS))
         for off, blen, unit in plan:
             if _windowed(blen, unit):
                 builder.add_windows(_slicer(base_stream), off, blen, _slicer(unit), len(unit))
@@ -153,6 +163,26 @@ def _archive_patch(
         payloads,
     )
     return blob, "archive", reproduced
+
+
+def _plan(
+    target: archive.Expansion, base_stream: bytes, base_units: dict[str, tuple[int, int]]
+) -> tuple[list[tuple[int, int, bytes]], list[tuple[bytes, bytes]]]:
+    """Each target unit with its base range, and the (base, unit) pairs to bsdiff."""
+    pos = 0
+    plan: list[tuple[int, int, bytes]] = []
+    for name, length in _units(archive.leaves(target.ops)):
+        unit = target.stream[pos : pos + length]
+        pos += length
+        # Same name first, else the same name with version numbers blanked.
+        off, blen = base_units.get(name) or base_units.get(archive.member_key(name), (0, 0))
+        plan.append((off, blen, unit))
+    jobs = [
+        (base_stream[off : off + blen], unit)
+        for off, blen, unit in plan
+        if not _windowed(blen, unit)
+    ]
+    return plan, jobs
 
 
 def _windowed(base_len: int, unit: bytes) -> bool:

@@ -71,6 +71,7 @@ _OPS1 = bytes.fromhex(
 _OPS2 = bytes.fromhex(  # after 0x0f: SSE moves and arithmetic, movzx/movsx
     "10 11 12 13 16 17 28 29 2a 2e 2f 54 57 58 59 5a 5b 5c 5e 6e 6f 7e 7f d6 b6 b7 be bf"
 )
+_INT32 = struct.Struct("<i")
 _IMM8 = frozenset({0x80, 0x83, 0xC6, 0xF6})  # operand bytes after the displacement
 _IMM32 = frozenset({0x81, 0xC7, 0xF7})
 
@@ -202,10 +203,12 @@ def references(data: bytes, image: Image) -> list[Ref]:
     refs.sort()
     out: list[Ref] = []
     end = 0
+    size = len(data)
     for ref in refs:  # drop overlaps (a relocated pointer inside a scanned code range, ...)
-        if ref[0] >= end and ref[0] + _width(ref[1]) <= len(data):
+        stop = ref[0] + (8 if ref[1] == ABS64 or ref[1] == OFF64 else 4)
+        if ref[0] >= end and stop <= size:
             out.append(ref)
-            end = ref[0] + _width(ref[1])
+            end = stop
     return out
 
 
@@ -223,36 +226,42 @@ def _header_refs(data: bytes, image: Image, refs: list[Ref]) -> None:
         refs += [(p + 16, ABS64, 0), (p + 24, OFF64, 0)]
 
 
-def _in_image(image: Image, vaddr: int) -> bool:
-    return any(v <= vaddr < v + size for _, v, size in image.loads)
-
-
-def _in_code(image: Image, vaddr: int) -> bool:
-    return any(
-        s.addr <= vaddr < s.addr + s.size for s in image.sections if s.flags & _SHF_EXECINSTR
-    )
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Ranges with gaps of up to 64 bytes (alignment padding) closed."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 64:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
 
 
 def _code_refs(data: bytes, image: Image, sec: _Section, refs: list[Ref]) -> None:
     base = sec.addr - sec.offset  # field vaddr = file offset + base
+    code = _merged([(s.addr, s.addr + s.size) for s in image.sections if s.flags & _SHF_EXECINSTR])
+    spans = _merged([(v, v + size) for _, v, size in image.loads])
+    lowest, highest = min(lo for lo, _ in spans), max(hi for _, hi in spans)
     pos, end = sec.offset, sec.offset + sec.size
-    search = _CANDIDATE.search
+    search, unpack, append = _CANDIDATE.search, _INT32.unpack_from, refs.append
     while (m := search(data, pos, end)) is not None:
-        field = m.end() - 4
-        value = struct.unpack_from("<i", data, field)[0]
-        op = data[m.start()]
-        if op in (0xE8, 0xE9) or (op == 0x0F and 0x80 <= data[m.start() + 1] <= 0x8F):
-            tail = 4
-            ok = _in_code(image, field + base + 4 + value)  # branches stay in code
+        start = m.start()
+        field = start + len(m[0]) - 4
+        op = data[start]
+        if op == 0xE8 or op == 0xE9 or (op == 0x0F and 0x80 <= data[start + 1] <= 0x8F):
+            tail, ranges = 4, code  # branches stay in code
         else:
-            opcode = data[m.start() + 1] if op == 0x0F else op
+            opcode = data[start + 1] if op == 0x0F else op
             tail = 4 + (1 if opcode in _IMM8 else 4 if opcode in _IMM32 and op != 0x0F else 0)
-            ok = _in_image(image, field + base + tail + value)
-        if ok:
-            refs.append((field, REL32, tail))
-            pos = m.end()
+            ranges = spans
+        target = field + base + tail + unpack(data, field)[0]
+        if lowest <= target < highest and (
+            len(ranges) == 1 or any(lo <= target < hi for lo, hi in ranges)
+        ):
+            append((field, REL32, tail))
+            pos = field + 4
         else:
-            pos = m.start() + 1
+            pos = start + 1
 
 
 def _rela_refs(data: bytes, image: Image, sec: _Section, refs: list[Ref]) -> None:
@@ -307,6 +316,32 @@ def _v2o(loads: list[Load], vaddr: int) -> int | None:
         if v <= vaddr < v + size:
             best = vaddr - v + o
     return best
+
+
+def _o2v_fn(loads: list[Load]) -> Callable[[int], int]:
+    """A fast :func:`_o2v` for one list of loads."""
+    starts = [o for o, _, _ in loads]
+    shift = [v - o for o, v, _ in loads]
+    find = bisect.bisect_right
+
+    def o2v(offset: int) -> int:
+        i = find(starts, offset) - 1
+        return offset + shift[i if i >= 0 else 0]
+
+    return o2v
+
+
+def _v2o_fn(loads: list[Load]) -> Callable[[int], int | None]:
+    """A fast :func:`_v2o` for one list of loads (the last containing load wins)."""
+    spans = [(v, v + size, o - v) for o, v, size in reversed(loads)]
+
+    def v2o(vaddr: int) -> int | None:
+        for lo, hi, shift in spans:
+            if lo <= vaddr < hi:
+                return vaddr + shift
+        return None
+
+    return v2o
 
 
 def _o2v(loads: list[Load], offset: int) -> int:
@@ -376,14 +411,14 @@ def adjust(
 
     ``align`` maps an offset in the old image to an offset in the new one.
     """
-    old_loads = image.loads
+    old_o2v, old_v2o, new_o2v = _o2v_fn(image.loads), _v2o_fn(image.loads), _o2v_fn(new_loads)
 
     def moved(vaddr: int) -> int | None:
-        off = _v2o(old_loads, vaddr)
+        off = old_v2o(vaddr)
         if off is None:
             return None
         new_off = align(off)
-        return None if new_off is None else _o2v(new_loads, new_off)
+        return None if new_off is None else new_o2v(new_off)
 
     for field, kind, param in refs:
         if kind == ABS64:
@@ -408,12 +443,11 @@ def adjust(
             value = struct.unpack_from("<i", data, field)[0]
             fmt = "<i"
             if kind == REL32:
-                here = _o2v(old_loads, field) + param
-                new_here, target = align(field), moved(here + value)
+                new_here, target = align(field), moved(old_o2v(field) + param + value)
                 new = (
                     None
                     if new_here is None or target is None
-                    else target - (_o2v(new_loads, new_here) + param)
+                    else target - (new_o2v(new_here) + param)
                 )
             else:
                 new_base, target = moved(param), moved(param + value)

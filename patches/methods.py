@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import BinaryIO
 
 import bsdiff4.core
@@ -67,48 +67,89 @@ def _estimate(streams: Streams) -> int:
     return sum(len(cctx.compress(s)) for s in streams[1:] if s)
 
 
+def _methods(base: bytes, target: bytes) -> list[int]:
+    """The methods worth trying on a unit: bsdiff, and the ELF method when both hold ELF."""
+    if base and target and base != target and elf.has_elf(base) and elf.has_elf(target):
+        return [METHOD_BSDIFF, METHOD_ELF]
+    return [METHOD_BSDIFF]
+
+
+def _candidate(method: int, base: bytes, target: bytes) -> Streams | None:
+    if method == METHOD_ELF:
+        made = elf.diff(base, target)
+        return None if made is None else (METHOD_ELF, *made)
+    return (METHOD_BSDIFF, b"", *bsdiff_streams(base, target))
+
+
+def _best(candidates: list[Streams | None]) -> Streams:
+    """The candidate that compresses smallest (bsdiff, listed first, wins ties)."""
+    made = [c for c in candidates if c is not None]
+    return made[0] if len(made) == 1 else min(made, key=_estimate)
+
+
 def unit_streams(base: bytes, target: bytes) -> Streams:
-    """The best diff of one unit: bsdiff, or for two x86-64 ELF files whichever of bsdiff
-    and the address-aware ELF method (:mod:`patches.elf`) compresses smaller."""
-    plain: Streams = (METHOD_BSDIFF, b"", *bsdiff_streams(base, target))
-    if not (base and target and base != target and elf.has_elf(base) and elf.has_elf(target)):
-        return plain
-    made = elf.diff(base, target)
-    if made is None:
-        return plain
-    candidate: Streams = (METHOD_ELF, *made)
-    return candidate if _estimate(candidate) < _estimate(plain) else plain
+    """The best diff of one unit: bsdiff, or for units holding x86-64 ELF images whichever
+    of bsdiff and the address-aware ELF method (:mod:`patches.elf`) compresses smaller."""
+    return _best([_candidate(m, base, target) for m in _methods(base, target)])
 
 
-def _unit_job(job: tuple[bytes, bytes]) -> Streams:
-    return unit_streams(*job)
+def _candidate_job(job: tuple[int, bytes, bytes]) -> Streams | None:
+    return _candidate(*job)
+
+
+class DiffPool:
+    """:func:`unit_streams` of many (base, target) pairs, on ``workers`` processes.
+
+    bsdiff4 holds the GIL, so threads do not help. Each method tried on a pair of at
+    least :data:`PARALLEL_MIN` bytes is a task for a worker process, largest first (for
+    balance; a big library's bsdiff and ELF candidates run side by side). They start at
+    once, so the caller can do other work meanwhile; :meth:`results` then diffs the small
+    pairs in this process and collects everything in input order.
+    """
+
+    def __init__(self, jobs: list[tuple[bytes, bytes]], workers: int) -> None:
+        self._jobs = jobs
+        self._tasks = [(i, m) for i, (b, t) in enumerate(jobs) for m in _methods(b, t)]
+        size = [len(jobs[i][0]) + len(jobs[i][1]) for i, _ in self._tasks]
+        big = sorted(
+            (n for n in range(len(self._tasks)) if size[n] >= PARALLEL_MIN), key=lambda n: -size[n]
+        )
+        self._pool: ProcessPoolExecutor | None = None
+        self._futures: dict[int, Future[Streams | None]] = {}
+        if workers >= 2 and len(big) >= 2:
+            # fork: workers need nothing pickled but the pairs, and spawn would re-import
+            # the caller's __main__ (breaking unguarded scripts). Callers are single-threaded.
+            ctx = multiprocessing.get_context("fork")
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            for n in big:
+                i, m = self._tasks[n]
+                self._futures[n] = self._pool.submit(_candidate_job, (m, *jobs[i]))
+
+    def results(self) -> list[Streams]:
+        """The best streams of every pair, in input order."""
+        try:
+            found: list[list[Streams | None]] = [[] for _ in self._jobs]
+            local = {
+                n: _candidate(m, *self._jobs[i])
+                for n, (i, m) in enumerate(self._tasks)
+                if n not in self._futures
+            }
+            for n, (i, _) in enumerate(self._tasks):  # task order: bsdiff before ELF per pair
+                found[i].append(self._futures[n].result() if n in self._futures else local[n])
+            return [_best(c) for c in found]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the workers (waiting for running tasks; queued ones are dropped)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 def parallel_bsdiff(jobs: list[tuple[bytes, bytes]], workers: int) -> list[Streams]:
-    """bsdiff4 of many (base, target) pairs, in input order, using ``workers`` processes.
-
-    bsdiff4 holds the GIL, so threads do not help. Pairs of at least
-    :data:`PARALLEL_MIN` bytes go to worker processes, largest first (for balance);
-    meanwhile this process diffs the small ones.
-    """
-    big = sorted(
-        (i for i, (b, t) in enumerate(jobs) if len(b) + len(t) >= PARALLEL_MIN),
-        key=lambda i: -(len(jobs[i][0]) + len(jobs[i][1])),
-    )
-    if workers < 2 or len(big) < 2:
-        return [unit_streams(b, t) for b, t in jobs]
-    results: list[Streams | None] = [None] * len(jobs)
-    # fork: workers need nothing pickled but the pairs, and spawn would re-import the
-    # caller's __main__ (breaking unguarded scripts). Callers are single-threaded here.
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = {i: pool.submit(_unit_job, jobs[i]) for i in big}
-        for i, (b, t) in enumerate(jobs):
-            if i not in futures:
-                results[i] = unit_streams(b, t)
-        for i, fut in futures.items():
-            results[i] = fut.result()
-    return [r for r in results if r is not None]
+    """:func:`unit_streams` of many pairs, in input order (see :class:`DiffPool`)."""
+    return DiffPool(jobs, workers).results()
 
 
 class DiffBuilder:

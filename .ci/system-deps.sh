@@ -16,6 +16,7 @@ command -v wrk >/dev/null || want+=(wrk)
 command -v faketime >/dev/null || want+=(faketime)
 command -v gpg >/dev/null || want+=(gnupg)  # ecosystem: an operator-signed apt Release
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || want+=(nftables)  # discovery: firewall rules in namespaces
+command -v gcc >/dev/null || want+=(gcc)  # patches: the ELF tests build two versions of a library
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "system-deps: not root, cannot install: ${want[*]} (tests needing them will fail)" >&2

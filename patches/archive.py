@@ -22,7 +22,9 @@ import subprocess
 import tarfile
 import zipfile
 import zlib
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import zstandard
@@ -581,24 +583,49 @@ def _check_tree(ops: list[Op], i: int, end: int, depth: int) -> tuple[int, int, 
     return exp, out, end
 
 
-def rebuild(ops: list[Op], stream: bytes) -> Iterator[bytes]:
-    """Yield the archive's bytes, op by op (each checked against its declared size)."""
+def rebuild(ops: list[Op], stream: bytes, threads: int = 2) -> Iterator[bytes]:
+    """Yield the archive's bytes, op by op (each checked against its declared size).
+
+    zlib, lzma and zstd release the GIL while compressing, so top-level ops are
+    recompressed on ``threads`` threads, a few ops ahead of what has been yielded
+    (memory stays a few pieces; numpy's 1000 deflated members: ~1.3 s -> ~0.7 s).
+    """
     view = memoryview(stream)
-    pos = 0
-    i = 0
+    starts: list[tuple[int, int]] = []  # (op index, stream position) of each top-level op
+    pos = i = 0
     while i < len(ops):
+        starts.append((i, pos))
+        pos += ops[i].exp_len
+        i += 1 + ops[i].descendants
+
+    def piece(at: tuple[int, int]) -> bytes:
+        i, pos = at
         op = ops[i]
         if op.descendants:
             # The plain input is what the nested ops rebuild from this op's stream range.
             children = ops[i + 1 : i + 1 + op.descendants]
             plain: bytes | memoryview = b"".join(
-                rebuild(children, bytes(view[pos : pos + op.exp_len]))
+                rebuild(children, bytes(view[pos : pos + op.exp_len]), threads=1)
             )
         else:
             plain = view[pos : pos + op.exp_len]
-        pos += op.exp_len
-        i += 1 + op.descendants
-        yield _recompress(op, plain)
+        return _recompress(op, plain)
+
+    if threads < 2 or len(starts) < 2:
+        yield from map(piece, starts)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        ahead: deque[Future[bytes]] = deque()
+        try:
+            for at in starts:
+                ahead.append(pool.submit(piece, at))
+                if len(ahead) > 2 * threads:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
+        finally:
+            for fut in ahead:
+                fut.cancel()
 
 
 def _recompress(op: Op, plain: bytes | memoryview) -> bytes:

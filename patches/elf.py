@@ -212,10 +212,6 @@ def references(data: bytes, image: Image) -> list[Ref]:
     return out
 
 
-def _width(kind: int) -> int:
-    return 8 if kind in (ABS64, OFF64) else 4
-
-
 def _header_refs(data: bytes, image: Image, refs: list[Ref]) -> None:
     refs += [(24, ABS64, 0), (32, OFF64, 0), (40, OFF64, 0)]  # e_entry, e_phoff, e_shoff
     for i in range(image.phnum):
@@ -342,15 +338,6 @@ def _v2o_fn(loads: list[Load]) -> Callable[[int], int | None]:
         return None
 
     return v2o
-
-
-def _o2v(loads: list[Load], offset: int) -> int:
-    """Virtual address of a file offset, by the last load segment starting at or before it."""
-    chosen = loads[0]
-    for load in loads:
-        if load[0] <= offset:
-            chosen = load
-    return offset - chosen[0] + chosen[1]
 
 
 def _segments(triples: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
@@ -486,27 +473,40 @@ def find_images(data: bytes) -> list[Found]:
 
 def _zero_fields(data: bytes, images: list[Found]) -> bytearray:
     out = bytearray(data)
+    zero4, zero8 = bytes(4), bytes(8)
     for img in images:
+        start = img.start
         for field, kind, _ in img.refs:
-            w = _width(kind)
-            out[img.start + field : img.start + field + w] = bytes(w)
+            at = start + field
+            if kind in (ABS64, OFF64):
+                out[at : at + 8] = zero8
+            else:
+                out[at : at + 4] = zero4
     return out
 
 
-def _target(data: bytes, image: Image, ref: Ref) -> int | None:
-    """The file offset (in the image) a reference points to, if inside the file."""
-    field, kind, param = ref
-    if kind == OFF64:
-        return int(struct.unpack_from("<Q", data, field)[0])
-    if kind == INDEX32:
-        return (param >> 6) + int(struct.unpack_from("<I", data, field)[0]) * (param & 63)
-    if kind == ABS64:
-        vaddr = struct.unpack_from("<Q", data, field)[0]
-    elif kind == REL32:
-        vaddr = _o2v(image.loads, field) + param + struct.unpack_from("<i", data, field)[0]
-    else:
-        vaddr = param + struct.unpack_from("<i", data, field)[0]
-    return _v2o(image.loads, vaddr)
+def _target_fn(data: bytes, image: Image) -> Callable[[Ref], int | None]:
+    """For one image: the file offset a reference points to (None: outside the file)."""
+    o2v, v2o = _o2v_fn(image.loads), _v2o_fn(image.loads)
+    u64, u32, i32 = (
+        struct.Struct("<Q").unpack_from,
+        struct.Struct("<I").unpack_from,
+        _INT32.unpack_from,
+    )
+
+    def target(ref: Ref) -> int | None:
+        field, kind, param = ref
+        if kind == REL32:
+            return v2o(o2v(field) + param + i32(data, field)[0])
+        if kind == ABS64:
+            return v2o(u64(data, field)[0])
+        if kind == DATAREL32:
+            return v2o(param + i32(data, field)[0])
+        if kind == OFF64:
+            return int(u64(data, field)[0])
+        return (param >> 6) + int(u32(data, field)[0]) * (param & 63)  # INDEX32
+
+    return target
 
 
 def _slot_names(data: bytes, image: Image) -> dict[int, bytes]:
@@ -552,18 +552,22 @@ def _labelled(data: bytes, images: list[Found]) -> bytes:
             if 0 <= where <= img.image.size - 8:
                 zeroed[img.start + where : img.start + where + 8] = name
     out = bytearray(zeroed)
+    crc = zlib.crc32
     for img in images:
-        body = data[img.start : img.start + img.image.size]
+        start, size = img.start, img.image.size
+        target = _target_fn(data[start : start + size], img.image)
         for ref in img.refs:
-            w = _width(ref[1])
-            if img.start + ref[0] in named:  # a slot's symbol name says more than its value
+            at = start + ref[0]
+            if at in named:  # a slot's symbol name says more than its value
                 continue
-            t = _target(body, img.image, ref)
-            if t is None or not 0 <= t < img.image.size:
+            t = target(ref)
+            if t is None or not 0 <= t < size:
                 continue
-            at = img.start + t
-            label = zlib.crc32(zeroed[at : at + 16]).to_bytes(4, "little")
-            out[img.start + ref[0] : img.start + ref[0] + w] = label * (w // 4)
+            label = crc(zeroed[start + t : start + t + 16]).to_bytes(4, "little")
+            if ref[1] == ABS64 or ref[1] == OFF64:
+                out[at : at + 8] = label + label
+            else:
+                out[at : at + 4] = label
     return bytes(out)
 
 
@@ -665,10 +669,19 @@ def _pair(img: Found, new_images: list[Found], segs: list[tuple[int, int, int]])
 
 
 def diff(base: bytes, target: bytes) -> tuple[bytes, bytes, bytes, bytes] | None:
-    """(image pairing, control, diff, extra) of the ELF method, or None if not applicable.
+    """(image pairing, control, diff, extra) of the ELF method, or None if not applicable."""
+    made = diff_both(base, target)
+    return None if made is None else (made[0], made[1], made[2], made[4])
 
-    The control triples align the two units with the address fields of their ELF images
-    zeroed; diff and extra bytes are taken against the re-aimed base (:func:`adjusted_base`).
+
+def diff_both(base: bytes, target: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes] | None:
+    """(image pairing, control, diff vs re-aimed base, diff vs base, extra), or None.
+
+    None when either side holds no x86-64 ELF image. The control triples align the two
+    units with the references of their images labelled (see :func:`_labelled`); the
+    first diff stream is taken against the re-aimed base (:func:`adjusted_base`), the
+    second against the base as it is: the same triples then make a plain bsdiff part,
+    so one suffix sort yields both candidates.
     """
     old_images, new_images = find_images(base), find_images(target)
     if not old_images or not new_images:
@@ -683,14 +696,22 @@ def diff(base: bytes, target: bytes) -> tuple[bytes, bytes, bytes, bytes] | None
             None if match is None else (match.start, match.image.size, match.image.loads)
         )
     adjusted = _adjust_all(base, old_images, pairing, segs)
-    diffs, extras = [], []
+    aimed, plain, extras = [], [], []
     old = new = 0
     for x, y, z in triples:
-        diffs.append(_sub_bytes(target[new : new + x], adjusted[old : old + x]))
+        wanted = target[new : new + x]
+        aimed.append(_sub_bytes(wanted, adjusted[old : old + x]))
+        plain.append(_sub_bytes(wanted, base[old : old + x]))
         extras.append(target[new + x : new + x + y])
         old += x + z
         new += x + y
-    return encode_pairing(pairing), ctrl, b"".join(diffs), b"".join(extras)
+    return (
+        encode_pairing(pairing),
+        ctrl,
+        b"".join(aimed),
+        b"".join(plain),
+        b"".join(extras),
+    )
 
 
 def adjusted_base(base: bytes, pairing_raw: bytes, ctrl: bytes) -> bytes:

@@ -61,82 +61,69 @@ def bsdiff_streams(base: bytes, target: bytes) -> tuple[bytes, bytes, bytes]:
 Streams = tuple[int, bytes, bytes, bytes, bytes]
 
 
-def _estimate(streams: Streams) -> int:
-    """Roughly what the streams add to the patch once compressed (to pick a method)."""
-    cctx = zstandard.ZstdCompressor(level=9)
-    return sum(len(cctx.compress(s)) for s in streams[1:] if s)
-
-
-def _methods(base: bytes, target: bytes) -> list[int]:
-    """The methods worth trying on a unit: bsdiff, and the ELF method when both hold ELF."""
-    if base and target and base != target and elf.has_elf(base) and elf.has_elf(target):
-        return [METHOD_BSDIFF, METHOD_ELF]
-    return [METHOD_BSDIFF]
-
-
-def _candidate(method: int, base: bytes, target: bytes) -> Streams | None:
-    if method == METHOD_ELF:
-        made = elf.diff(base, target)
-        return None if made is None else (METHOD_ELF, *made)
-    return (METHOD_BSDIFF, b"", *bsdiff_streams(base, target))
-
-
-def _best(candidates: list[Streams | None]) -> Streams:
-    """The candidate that compresses smallest (bsdiff, listed first, wins ties)."""
-    made = [c for c in candidates if c is not None]
-    return made[0] if len(made) == 1 else min(made, key=_estimate)
+def _estimate(data: bytes) -> int:
+    """Roughly what a stream adds to the patch once compressed (to pick a method)."""
+    return len(zstandard.ZstdCompressor(level=3).compress(data)) if data else 0
 
 
 def unit_streams(base: bytes, target: bytes) -> Streams:
-    """The best diff of one unit: bsdiff, or for units holding x86-64 ELF images whichever
-    of bsdiff and the address-aware ELF method (:mod:`patches.elf`) compresses smaller."""
-    return _best([_candidate(m, base, target) for m in _methods(base, target)])
+    """The best diff of one unit: bsdiff, or for units holding x86-64 ELF images the
+    address-aware ELF method (:mod:`patches.elf`) when that compresses smaller.
+
+    The ELF method's alignment also makes the plain bsdiff candidate (same control
+    triples, diff taken against the base as it is), so both cost one suffix sort; the
+    extra stream is the same for both, the diff streams decide.
+    """
+    if base and target and base != target and elf.has_elf(base) and elf.has_elf(target):
+        made = elf.diff_both(base, target)
+        if made is not None:
+            pairing, ctrl, aimed, plain, extra = made
+            if len(pairing) + _estimate(aimed) < _estimate(plain):
+                return (METHOD_ELF, pairing, ctrl, aimed, extra)
+            return (METHOD_BSDIFF, b"", ctrl, plain, extra)
+    return (METHOD_BSDIFF, b"", *bsdiff_streams(base, target))
 
 
-def _candidate_job(job: tuple[int, bytes, bytes]) -> Streams | None:
-    return _candidate(*job)
+def _unit_job(job: tuple[bytes, bytes]) -> Streams:
+    return unit_streams(*job)
 
 
 class DiffPool:
     """:func:`unit_streams` of many (base, target) pairs, on ``workers`` processes.
 
-    bsdiff4 holds the GIL, so threads do not help. Each method tried on a pair of at
-    least :data:`PARALLEL_MIN` bytes is a task for a worker process, largest first (for
-    balance; a big library's bsdiff and ELF candidates run side by side). They start at
-    once, so the caller can do other work meanwhile; :meth:`results` then diffs the small
-    pairs in this process and collects everything in input order.
+    bsdiff4 holds the GIL, so threads do not help. Pairs of at least
+    :data:`PARALLEL_MIN` bytes go to worker processes, largest first (for balance).
+    They start at once, so the caller can do other work meanwhile; :meth:`results` then
+    diffs the small pairs in this process and collects everything in input order.
     """
 
     def __init__(self, jobs: list[tuple[bytes, bytes]], workers: int) -> None:
         self._jobs = jobs
-        self._tasks = [(i, m) for i, (b, t) in enumerate(jobs) for m in _methods(b, t)]
-        size = [len(jobs[i][0]) + len(jobs[i][1]) for i, _ in self._tasks]
         big = sorted(
-            (n for n in range(len(self._tasks)) if size[n] >= PARALLEL_MIN), key=lambda n: -size[n]
+            (i for i, (b, t) in enumerate(jobs) if len(b) + len(t) >= PARALLEL_MIN),
+            key=lambda i: -(len(jobs[i][0]) + len(jobs[i][1])),
         )
         self._pool: ProcessPoolExecutor | None = None
-        self._futures: dict[int, Future[Streams | None]] = {}
+        self._futures: dict[int, Future[Streams]] = {}
         if workers >= 2 and len(big) >= 2:
             # fork: workers need nothing pickled but the pairs, and spawn would re-import
             # the caller's __main__ (breaking unguarded scripts). Callers are single-threaded.
             ctx = multiprocessing.get_context("fork")
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-            for n in big:
-                i, m = self._tasks[n]
-                self._futures[n] = self._pool.submit(_candidate_job, (m, *jobs[i]))
+            self._futures = {i: self._pool.submit(_unit_job, jobs[i]) for i in big}
 
     def results(self) -> list[Streams]:
-        """The best streams of every pair, in input order."""
+        """The streams of every pair, in input order."""
         try:
-            found: list[list[Streams | None]] = [[] for _ in self._jobs]
             local = {
-                n: _candidate(m, *self._jobs[i])
-                for n, (i, m) in enumerate(self._tasks)
-                if n not in self._futures
+                i: unit_streams(b, t)
+                for i, (b, t) in enumerate(self._jobs)
+                if i not in self._futures
             }
-            for n, (i, _) in enumerate(self._tasks):  # task order: bsdiff before ELF per pair
-                found[i].append(self._futures[n].result() if n in self._futures else local[n])
-            return [_best(c) for c in found]
+            return [
+                self._futures[i].result() if i in self._futures else local[i]
+                for i in range(len(self._jobs))
+            ]
         finally:
             self.close()
 

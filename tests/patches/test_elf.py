@@ -275,3 +275,13 @@ def test_unpaired_image_is_left_alone(libs: tuple[bytes, bytes]) -> None:
     none = elf.encode_pairing([None])
     assert elf.decode_pairing(none, 1) == [None]
     assert elf.adjusted_base(old, none, ctrl) == old
+
+
+def test_plain_bsdiff_kept_when_re_aiming_does_not_help(libs: tuple[bytes, bytes]) -> None:
+    """Nothing moved (one string byte changed): the ELF part would only add its pairing."""
+    old, _ = libs
+    at = old.index(b"hello %s")
+    new = old[:at] + b"H" + old[at + 1 :]
+    method, pairing, ctrl, diff, extra = methods.unit_streams(old, new)
+    assert method == METHOD_BSDIFF and pairing == b""
+    assert bsdiff4.core.patch(old, len(new), ctrl, diff, extra) == new

@@ -7,6 +7,7 @@ import lzma
 import random
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,19 @@ def test_parallel_bsdiff_matches_serial(monkeypatch: pytest.MonkeyPatch) -> None
     jobs.append((b"", b"new"))
     jobs.append((b"same", b"same"))
     assert methods.parallel_bsdiff(jobs, 2) == methods.parallel_bsdiff(jobs, 1)
+
+
+def test_threaded_rebuild_stops_at_a_bad_entry() -> None:
+    """An entry that rebuilds to the wrong size fails the rebuild, with members pending."""
+    from patches import archive
+
+    plain = [text_blob(i, 5000) for i in range(12)]
+    ops = [
+        archive.Op(archive.DEFLATE, len(p), len(zlib.compress(p, 6)) - 6, 6, 8, -15) for p in plain
+    ]
+    bad = ops[3]
+    ops[3] = archive.Op(bad.kind, bad.exp_len, bad.out_len + 1, bad.p1, bad.p2, bad.p3)
+    pieces = archive.rebuild(ops, b"".join(plain))
+    assert len(next(pieces)) == ops[0].out_len
+    with pytest.raises(PatchFormatError, match="wrong size"):
+        list(pieces)

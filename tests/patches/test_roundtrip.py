@@ -240,3 +240,29 @@ def test_xz_other_filters_and_multi_frame_zstd(tmp_path: Path) -> None:
     assert archive.member_key("numpy-2.1.0.dist-info/RECORD") == archive.member_key(
         "numpy-2.1.1.dist-info/RECORD"
     )
+
+
+def test_speculative_diffs_redone_when_probing_changes_the_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Diffs start on the unprobed expansion; a member that turns out unreproducible
+    changes the stream, and the diffs are made again on the probed one."""
+    monkeypatch.setattr(methods, "PARALLEL_MIN", 1000)
+    tar_old, tar_new = make_tar(SRC), make_tar({k: mutate(v, 3, 2) for k, v in SRC.items()})
+    c = zlib.compressobj(6, zlib.DEFLATED, -15, 2, zlib.Z_FILTERED)  # no level we try
+    odd = c.compress(tar_new) + c.flush()
+    odd_gz = (
+        b"\x1f\x8b\x08\x00\0\0\0\0\0\xff"
+        + odd
+        + struct.pack("<II", zlib.crc32(tar_new), len(tar_new))
+    )
+    old = make_ar(
+        {
+            "control.tar.gz": gzip.compress(tar_old, mtime=0),
+            "data.tar.gz": gzip.compress(tar_old, mtime=0),
+        }
+    )
+    new = make_ar({"control.tar.gz": gzip.compress(tar_new, mtime=0), "data.tar.gz": odd_gz})
+    guess, probed = archive.expand(new, probe=False), archive.expand(new, probe=True)
+    assert guess.stream != probed.stream
+    roundtrip(tmp_path, old, new)

@@ -49,6 +49,7 @@ Load = tuple[int, int, int]  # (file offset, virtual address, size in memory)
 
 MAX_LOADS = 64
 MAX_IMAGES = 64  # per unit
+_MAX_TABLE = 1 << 16  # entries per jump table
 _MAGIC = b"\x7fELF\x02\x01"
 _EM_X86_64 = 62
 _SHF_EXECINSTR = 4
@@ -176,12 +177,13 @@ def parse(data: bytes) -> Image | None:
 def references(data: bytes, image: Image) -> list[Ref]:
     """Every address-carrying field found in ``data``, in file order, not overlapping."""
     refs: list[Ref] = []
+    leas: set[int] = set()
     _header_refs(data, image, refs)
     for sec in image.sections:
         if sec.type == 8 or not sec.size:
             continue
         if sec.flags & _SHF_EXECINSTR:
-            _code_refs(data, image, sec, refs)
+            _code_refs(data, image, sec, refs, leas)
             if sec.name == b".plt":  # lazy stubs push their own index
                 for p in range(sec.offset + 16, sec.offset + sec.size - 15, 16):
                     if data[p + 6] == 0x68:
@@ -200,6 +202,7 @@ def references(data: bytes, image: Image) -> list[Ref]:
             _eh_frame_hdr_refs(data, sec, refs)
         elif sec.name == b".eh_frame":
             _eh_frame_refs(data, sec, refs)
+    _jump_table_refs(data, image, leas, refs)
     refs.sort()
     out: list[Ref] = []
     end = 0
@@ -233,7 +236,8 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _code_refs(data: bytes, image: Image, sec: _Section, refs: list[Ref]) -> None:
+def _code_refs(data: bytes, image: Image, sec: _Section, refs: list[Ref], leas: set[int]) -> None:
+    """rel32 branches and RIP-relative operands; ``leas`` gets the targets of ``lea``s."""
     base = sec.addr - sec.offset  # field vaddr = file offset + base
     code = _merged([(s.addr, s.addr + s.size) for s in image.sections if s.flags & _SHF_EXECINSTR])
     spans = _merged([(v, v + size) for _, v, size in image.loads])
@@ -255,9 +259,39 @@ def _code_refs(data: bytes, image: Image, sec: _Section, refs: list[Ref]) -> Non
             len(ranges) == 1 or any(lo <= target < hi for lo, hi in ranges)
         ):
             append((field, REL32, tail))
+            if op == 0x8D:
+                leas.add(target)
             pos = field + 4
         else:
             pos = start + 1
+
+
+def _jump_table_refs(data: bytes, image: Image, leas: set[int], refs: list[Ref]) -> None:
+    """Switch jump tables: int32 entries, each a code address relative to the table start.
+
+    Position-independent code loads a table's address with ``lea`` and adds the entry
+    to it; the table (in .rodata) changes whenever code inside the function moves
+    (libexpat's tokenizer: ~4,800 changed bytes of its patch). A table is taken to be
+    the run of entries from a ``lea`` target for which table + entry lands in code.
+    """
+    code = _merged([(s.addr, s.addr + s.size) for s in image.sections if s.flags & _SHF_EXECINSTR])
+    data_secs = [
+        s for s in image.sections if s.type != 8 and s.addr and not s.flags & _SHF_EXECINSTR
+    ]
+    starts = sorted(leas)
+    unpack = _INT32.unpack_from
+    for n, table in enumerate(starts):
+        sec = next((s for s in data_secs if s.addr <= table < s.addr + s.size), None)
+        if sec is None:
+            continue
+        stop = min(sec.addr + sec.size, starts[n + 1] if n + 1 < len(starts) else 1 << 64)
+        at = table
+        while at + 4 <= stop and at - table < (_MAX_TABLE << 2):
+            target = table + unpack(data, sec.offset + at - sec.addr)[0]
+            if not any(lo <= target < hi for lo, hi in code):
+                break
+            refs.append((sec.offset + at - sec.addr, DATAREL32, table))
+            at += 4
 
 
 def _rela_refs(data: bytes, image: Image, sec: _Section, refs: list[Ref]) -> None:

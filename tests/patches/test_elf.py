@@ -47,6 +47,19 @@ int total(int n) {
     return t + counter;
 }
 const char *name_of(int i) { return names[i & 3]; }
+int classify(int c, int x) {  /* dense switch: a jump table in .rodata */
+    switch (c) {
+    case 0: return x + 1;
+    case 1: return add(x, 7) * 3;
+    case 2: return mul(x, x) - 5;
+    case 3: return helper(names[x & 3]);
+    case 4: return x ^ 0x55;
+    case 5: return total(x) + 2;
+    case 6: return x << 3;
+    case 7: return apply(x, x, 2) - 1;
+    default: return -1;
+    }
+}
 """
 # Version 2 inserts a function (and a new libc import) in the middle: everything after
 # it moves, the PLT gains a stub, the symbol table an entry.
@@ -101,6 +114,13 @@ def test_references_of_a_built_library(libs: tuple[bytes, bytes]) -> None:
     refs = elf.references(old, image)
     kinds = {kind for _, kind, _ in refs}
     assert {elf.REL32, elf.ABS64, elf.DATAREL32, elf.OFF64, elf.INDEX32} <= kinds
+    rodata = next(sec for sec in image.sections if sec.name == b".rodata")
+    table = [
+        f
+        for f, k, _ in refs
+        if k == elf.DATAREL32 and rodata.offset <= f < rodata.offset + rodata.size
+    ]
+    assert len(table) >= 8  # the switch's jump table
     # Sorted, inside the file, not overlapping.
     ends = [f + (8 if k in (elf.ABS64, elf.OFF64) else 4) for f, k, _ in refs]
     assert all(refs[i + 1][0] >= ends[i] for i in range(len(refs) - 1))

@@ -50,6 +50,7 @@ Load = tuple[int, int, int]  # (file offset, virtual address, size in memory)
 MAX_LOADS = 64
 MAX_IMAGES = 64  # per unit
 _MAX_TABLE = 1 << 16  # entries per jump table
+_MAX_PROBES = 1024  # ELF magic numbers looked at per unit
 _MAGIC = b"\x7fELF\x02\x01"
 _EM_X86_64 = 62
 _SHF_EXECINSTR = 4
@@ -116,7 +117,7 @@ class Image:
     size: int  # bytes of the file that belong to the image (an image may sit in a tar)
 
 
-def is_elf(data: bytes) -> bool:
+def is_elf(data: bytes | memoryview) -> bool:
     """An ELF64 little-endian x86-64 file (the only kind transformed)."""
     return (
         len(data) >= 64
@@ -130,7 +131,7 @@ def has_elf(data: bytes) -> bool:
     return _MAGIC in data
 
 
-def parse(data: bytes) -> Image | None:
+def parse(data: bytes | memoryview) -> Image | None:
     """The load segments and sections of an x86-64 ELF file, or None if it is not one."""
     if not is_elf(data):
         return None
@@ -165,7 +166,7 @@ def parse(data: bytes) -> Image | None:
             label = b""
             if strtab is not None:
                 start = strtab[4] + name
-                label = data[start : data.find(b"\0", start, start + 64)]
+                label = bytes(data[start : start + 64]).split(b"\0", 1)[0]
             sections.append(_Section(label, typ, flags, addr, offset, size, link))
         if extent > len(data):
             return None
@@ -488,19 +489,24 @@ class Found:
 
 
 def find_images(data: bytes) -> list[Found]:
-    """The x86-64 ELF images in ``data``, left to right, not overlapping (at most MAX_IMAGES)."""
+    """The x86-64 ELF images in ``data``, left to right, not overlapping (at most MAX_IMAGES).
+
+    At most :data:`_MAX_PROBES` magic numbers are looked at, and nothing is copied until
+    one parses: a unit stuffed with ELF magic costs little.
+    """
     found: list[Found] = []
-    pos = 0
-    while len(found) < MAX_IMAGES:
+    view = memoryview(data)
+    pos = probes = 0
+    while len(found) < MAX_IMAGES and probes < _MAX_PROBES:
         start = data.find(_MAGIC, pos)
         if start < 0:
             break
-        tail = data[start:] if start else data
-        image = parse(tail)
+        probes += 1
+        image = parse(view[start:])
         if image is None:
             pos = start + 1
             continue
-        found.append(Found(start, image, references(tail[: image.size], image)))
+        found.append(Found(start, image, references(data[start : start + image.size], image)))
         pos = start + image.size
     return found
 
@@ -565,7 +571,7 @@ def _slot_names(data: bytes, image: Image) -> dict[int, bytes]:
             if not sym or where is None or (sym + 1) * 24 > symtab.size:
                 continue
             name_at = strtab.offset + struct.unpack_from("<I", data, symtab.offset + 24 * sym)[0]
-            name = data[name_at : data.find(b"\0", name_at, name_at + 256)]
+            name = data[name_at : name_at + 256].split(b"\0", 1)[0]
             found[where] = zlib.crc32(name).to_bytes(4, "little") * 2
     return found
 

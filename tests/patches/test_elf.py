@@ -305,3 +305,17 @@ def test_plain_bsdiff_kept_when_re_aiming_does_not_help(libs: tuple[bytes, bytes
     method, pairing, ctrl, diff, extra = methods.unit_streams(old, new)
     assert method == METHOD_BSDIFF and pairing == b""
     assert bsdiff4.core.patch(old, len(new), ctrl, diff, extra) == new
+
+
+def test_unit_stuffed_with_elf_magic_is_cheap() -> None:
+    """Magic numbers that do not parse cost a bounded look each, nothing is copied."""
+    import time
+
+    header = bytearray(64)
+    header[:6] = b"\x7fELF\x02\x01"
+    header[18:20] = struct.pack("<H", 62)  # x86-64, then nonsense header sizes
+    stuffed = bytes(header) * 40_000  # 2.5 MB of would-be images
+    t = time.perf_counter()
+    assert elf.find_images(stuffed) == []
+    assert elf.diff(stuffed, stuffed[:-64]) is None
+    assert time.perf_counter() - t < 5

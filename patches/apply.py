@@ -117,10 +117,14 @@ def _rebuild(
 ) -> bytes:
     h = hashlib.sha256()
     if header.transform == TRANSFORM_ARCHIVE:
+        old_data = old.read_bytes()
         ops = archive.decode_recipe(
-            decompress_bounded(recipe_raw), header.target_stream_len, header.target_size
+            decompress_bounded(recipe_raw),
+            header.target_stream_len,
+            header.target_size,
+            len(old_data),
         )
-        base = archive.expand_base(old.read_bytes())
+        base = archive.expand_base(old_data)
         if len(base) != header.base_stream_len:
             raise PatchFormatError("base expands to a different size than the patch expects")
         target = bytearray()
@@ -130,7 +134,7 @@ def _rebuild(
                 part, base[part.base_offset : part.base_offset + part.base_length], payload
             )
         applier.finish()
-        for piece in archive.rebuild(ops, bytes(target)):
+        for piece in archive.rebuild(ops, bytes(target), base=old_data):
             h.update(piece)
             out.write(piece)
         return h.digest()

@@ -119,12 +119,12 @@ def _archive_patch(
     # expanded stream: start the big diffs on the unprobed expansion meanwhile, and
     # keep them if probing found the same stream (else diff again).
     try:
-        guess: archive.Expansion | None = archive.expand(new_data, probe=False)
+        guess: archive.Expansion | None = archive.expand(new_data, probe=False, base=old_data)
     except ArchiveError:
         guess = None
     pool = DiffPool(_plan(guess, base_stream, base_units)[1], WORKERS) if guess else None
     try:
-        target = archive.expand(new_data, probe=True)
+        target = archive.expand(new_data, probe=True, base=old_data)
     except BaseException:
         if pool is not None:
             pool.close()
@@ -198,9 +198,14 @@ def _slicer(buf: bytes) -> ReadFn:
 
 
 def _units(ops: list[archive.Op]) -> list[tuple[str, int]]:
-    """Consecutive ops of one member form a unit, diffed against that member's old version."""
+    """Consecutive ops of one member form a unit, diffed against that member's old version.
+
+    Ops without stream bytes (members copied from the old file) make no unit.
+    """
     units: list[tuple[str, int]] = []
     for op in ops:
+        if not op.exp_len:
+            continue
         if units and units[-1][0] == op.name:
             units[-1] = (op.name, units[-1][1] + op.exp_len)
         else:

@@ -203,3 +203,27 @@ def test_sections_and_recipe() -> None:
     ):
         with pytest.raises(PatchFormatError):
             list(archive.rebuild([bad], b"abc"))
+
+
+def test_copies_from_the_old_file_are_bounded() -> None:
+    """BASE entries: top level only, no stream bytes, inside the old file."""
+    from patches import archive
+
+    ok = archive.Op(archive.BASE, 0, 4, p4=2)
+    assert archive.decode_recipe(ok.encode(), 0, 4, base_size=6) == [ok]
+    assert list(archive.rebuild([ok], b"", base=b"abcdef")) == [b"cdef"]
+    for recipe, base_size in (
+        (archive.Op(archive.BASE, 0, 4, p4=3).encode(), 6),  # runs past the old file
+        (archive.Op(archive.BASE, 0, 4).encode(), 0),  # no old file
+        (archive.Op(archive.BASE, 1, 4).encode() + b"", 6),  # claims stream bytes
+        (archive.Op(archive.BASE, 0, 4, descendants=1).encode(), 6),
+        (  # inside a container
+            archive.Op(archive.ZSTD, 0, 9, 3, descendants=1).encode()
+            + archive.Op(archive.BASE, 0, 4).encode(),
+            6,
+        ),
+    ):
+        with pytest.raises(PatchFormatError):
+            archive.decode_recipe(recipe, 0, 4, base_size)
+    with pytest.raises(PatchFormatError, match="outside the old file"):
+        list(archive.rebuild([archive.Op(archive.BASE, 0, 4, p4=5)], b"", base=b"abcdef"))

@@ -266,3 +266,18 @@ def test_speculative_diffs_redone_when_probing_changes_the_stream(
     guess, probed = archive.expand(new, probe=False), archive.expand(new, probe=True)
     assert guess.stream != probed.stream
     roundtrip(tmp_path, old, new)
+
+
+def test_unchanged_zip_members_are_copied_from_the_old_file(tmp_path: Path) -> None:
+    """Members whose compressed bytes did not change are neither expanded nor rebuilt."""
+    old_members = {**SRC, "pkg/data.bin": os.urandom(5000)}
+    new_members = {**old_members, "pkg/mod0.py": mutate(SRC["pkg/mod0.py"], 9, 3)}
+    old, new = make_zip(old_members), make_zip(new_members)
+    ops = archive.expand(new, probe=True, base=old).ops
+    copied = {op.name for op in ops if op.kind == archive.BASE}
+    assert copied == set(old_members) - {"pkg/mod0.py"}
+    transform, size = roundtrip(tmp_path, old, new)
+    assert transform == "archive" and size < 2000
+    # A base that is not a zip (or is unreadable) offers nothing to copy.
+    assert archive._zip_members(b"PK\x03\x04 broken") == {}
+    assert archive._zip_members(b"not a zip") == {}

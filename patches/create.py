@@ -115,14 +115,7 @@ def _archive_patch(
 ) -> tuple[bytes, str, float]:
     base_stream = archive.expand_base(old_data)
     base_units = _units_of_base(old_data, base_stream)
-    # Finding the compressor settings (zlib levels...) is slow and rarely changes the
-    # expanded stream: start the big diffs on the unprobed expansion meanwhile, and
-    # keep them if probing found the same stream (else diff again).
-    try:
-        guess: archive.Expansion | None = archive.expand(new_data, probe=False, base=old_data)
-    except ArchiveError:
-        guess = None
-    pool = DiffPool(_plan(guess, base_stream, base_units)[1], WORKERS) if guess else None
+    pool, guessed = _speculate(old_data, new_data, base_stream, base_units)
     try:
         target = archive.expand(new_data, probe=True, base=old_data)
     except BaseException:
@@ -130,12 +123,7 @@ def _archive_patch(
             pool.close()
         raise
     plan, jobs = _plan(target, base_stream, base_units)
-    if (
-        pool is not None
-        and guess is not None
-        and guess.stream == target.stream
-        and (_units(archive.leaves(guess.ops)) == _units(archive.leaves(target.ops)))
-    ):
+    if pool is not None and guessed == _identity(target):
         diffs = iter(pool.results())
     else:
         if pool is not None:
@@ -164,6 +152,32 @@ def _archive_patch(
         payloads,
     )
     return blob, "archive", reproduced
+
+
+# Archives up to this size start their diffs before probing (memory: one more expansion).
+SPECULATE_MAX = 64 << 20
+
+
+def _speculate(
+    old_data: bytes, new_data: bytes, base_stream: bytes, base_units: dict[str, tuple[int, int]]
+) -> tuple[DiffPool | None, tuple[bytes, list[tuple[str, int]]] | None]:
+    """Start the diffs on the new archive expanded without probing.
+
+    Finding the compressor settings (zlib levels...) is slow and rarely changes the
+    expanded stream: the diffs run meanwhile and are kept if probing yields the same
+    stream and units (compared by :func:`_identity`), else made again.
+    """
+    if len(new_data) > SPECULATE_MAX:
+        return None, None
+    try:
+        guess = archive.expand(new_data, probe=False, base=old_data)
+    except ArchiveError:
+        return None, None
+    return DiffPool(_plan(guess, base_stream, base_units)[1], WORKERS), _identity(guess)
+
+
+def _identity(expansion: archive.Expansion) -> tuple[bytes, list[tuple[str, int]]]:
+    return hashlib.sha256(expansion.stream).digest(), _units(archive.leaves(expansion.ops))
 
 
 def _plan(

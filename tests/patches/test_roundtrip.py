@@ -281,3 +281,19 @@ def test_unchanged_zip_members_are_copied_from_the_old_file(tmp_path: Path) -> N
     # A base that is not a zip (or is unreadable) offers nothing to copy.
     assert archive._zip_members(b"PK\x03\x04 broken") == {}
     assert archive._zip_members(b"not a zip") == {}
+
+
+def test_speculation_does_not_change_the_patch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Diffs started before probing give the same patch as diffs after it (or none)."""
+    monkeypatch.setattr(methods, "PARALLEL_MIN", 1000)
+    old = make_zip(SRC)
+    new = make_zip({k: mutate(v, 21, 3) for k, v in SRC.items()})
+    a, b = tmp_path / "a.zip", tmp_path / "b.zip"
+    a.write_bytes(old)
+    b.write_bytes(new)
+    create_patch(a, b, tmp_path / "spec.wsp")
+    monkeypatch.setattr(create_mod, "SPECULATE_MAX", 0)
+    create_patch(a, b, tmp_path / "plain.wsp")
+    assert (tmp_path / "spec.wsp").read_bytes() == (tmp_path / "plain.wsp").read_bytes()

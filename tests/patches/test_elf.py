@@ -319,3 +319,46 @@ def test_unit_stuffed_with_elf_magic_is_cheap() -> None:
     assert elf.find_images(stuffed) == []
     assert elf.diff(stuffed, stuffed[:-64]) is None
     assert time.perf_counter() - t < 5
+
+
+def test_mutated_elf_parts_are_refused_cleanly(libs: tuple[bytes, bytes], tmp_path: Path) -> None:
+    """Control streams of an ELF part edited (pairing and triples), body checksum fixed:
+    applying refuses with a PatchError or yields the target, nothing else escapes."""
+    import dataclasses
+    import hashlib
+
+    from patches.errors import PatchError
+    from patches.format import compress
+
+    old, new = libs
+    a, b, p = tmp_path / "a.so", tmp_path / "b.so", tmp_path / "p.wsp"
+    a.write_bytes(old)
+    b.write_bytes(new)
+    assert METHOD_ELF in _create_and_apply(a, b, p, tmp_path / "o.so")
+    data = p.read_bytes()
+    h = Header.decode(data)
+    pos = HEADER.size + h.recipe_len
+    ctrl = decompress(data[pos : pos + h.ctrl_len[1]], h.ctrl_len[0], "ctrl")
+    rest = data[pos + h.ctrl_len[1] :]
+    rnd = random.Random(11)
+    for i in range(60):
+        edited = bytearray(ctrl)
+        for _ in range(1 + i % 4):
+            at = rnd.randrange(len(edited)) if i % 2 else rnd.randrange(min(len(edited), 240))
+            edited[at] = rnd.randrange(256)
+        section = compress(bytes(edited))
+        body = data[HEADER.size : pos] + section + rest
+        header = dataclasses.replace(
+            h,
+            ctrl_len=(len(edited), len(section)),
+            body_sha256=hashlib.sha256(body).digest(),
+        )
+        bad = tmp_path / f"bad{i}.wsp"
+        bad.write_bytes(header.encode() + body)
+        out = tmp_path / f"out{i}"
+        try:
+            apply_patch(a, bad, out)
+        except PatchError:
+            assert not out.exists()
+        else:
+            assert out.read_bytes() == new

@@ -179,6 +179,11 @@ XZ_SECTION_LIMIT = 24 << 20  # xz is slow (~1-3 MB/s at -9e): only for sections 
 _XZ_MEMLIMIT = 256 << 20
 
 
+def _window_log(size: int) -> int:
+    """zstd window of a section: the section itself (at least 128 KiB, at most 2 GiB)."""
+    return max(17, min(31, (size - 1).bit_length()))
+
+
 def compress(data: bytes, level: int = 19) -> bytes:
     """Compress a patch section: the smaller of zstd (whole-section window) and xz.
 
@@ -187,7 +192,7 @@ def compress(data: bytes, level: int = 19) -> bytes:
     """
     if not data:
         return b""
-    wlog = max(17, min(31, (len(data) - 1).bit_length()))
+    wlog = _window_log(len(data))
     params = zstandard.ZstdCompressionParameters.from_level(level, window_log=wlog)
     best = zstandard.ZstdCompressor(compression_params=params).compress(data)
     if len(data) <= XZ_SECTION_LIMIT:
@@ -196,6 +201,16 @@ def compress(data: bytes, level: int = 19) -> bytes:
         if len(xz) < len(best):
             best = xz
     return best
+
+
+def check_zstd_frame(data: bytes, size: int, what: str) -> None:
+    """Refuse a zstd frame that declares a content size other than ``size``."""
+    try:
+        declared = zstandard.frame_content_size(data)
+    except zstandard.ZstdError as exc:
+        raise PatchFormatError(f"{what}: corrupt zstd frame header ({exc})") from exc
+    if declared not in (-1, size):
+        raise PatchFormatError(f"{what}: zstd frame declares {declared} bytes, expected {size}")
 
 
 def decompress(data: bytes, raw_len: int, what: str) -> bytes:
@@ -211,7 +226,11 @@ def decompress(data: bytes, raw_len: int, what: str) -> bytes:
             if not dec.eof or dec.unused_data:
                 raise PatchFormatError(f"{what}: xz section truncated or followed by data")
         else:
-            out = zstandard.ZstdDecompressor(max_window_size=1 << 31).decompress(
+            # The frame's declared size and window are checked first: python-zstandard
+            # allocates a declared content size up front (a forged one: MemoryError).
+            check_zstd_frame(data, raw_len, what)
+            window = 1 << _window_log(raw_len)
+            out = zstandard.ZstdDecompressor(max_window_size=window).decompress(
                 data, max_output_size=raw_len
             )
     except (zstandard.ZstdError, lzma.LZMAError) as exc:

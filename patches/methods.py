@@ -20,7 +20,14 @@ import zstandard
 
 from patches import elf
 from patches.errors import PatchFormatError
-from patches.format import METHOD_BSDIFF, METHOD_COPY, METHOD_ELF, METHOD_ZSTD_WINDOW, Part
+from patches.format import (
+    METHOD_BSDIFF,
+    METHOD_COPY,
+    METHOD_ELF,
+    METHOD_ZSTD_WINDOW,
+    Part,
+    check_zstd_frame,
+)
 
 # bsdiff4's control triples: three 8-byte little-endian sign-magnitude integers.
 CTRL_SIZE = 24
@@ -301,6 +308,7 @@ class PartApplier:
 
 
 def _window_decompress(base: bytes, payload: bytes, out_len: int) -> bytes:
+    check_zstd_frame(payload, out_len, "zstd window")
     try:
         if base:
             d = zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from patches import format as fmt
 from patches.apply import apply_patch, decompress_bounded
@@ -171,8 +172,11 @@ def test_part_checks() -> None:
         )
     with pytest.raises(PatchFormatError, match="zstd window"):
         ap.apply(Part(fmt.METHOD_ZSTD_WINDOW, 0, 10, 5, 3), b"0" * 10, b"bad")
-    with pytest.raises(PatchFormatError, match="length mismatch"):
+    with pytest.raises(PatchFormatError, match="declares 3 bytes"):
         ap.apply(Part(fmt.METHOD_ZSTD_WINDOW, 0, 0, 5, 3), b"", fmt.compress(b"abc"))
+    no_size = zstandard.ZstdCompressor(write_content_size=False).compress(b"abc")
+    with pytest.raises(PatchFormatError, match="length mismatch"):
+        ap.apply(Part(fmt.METHOD_ZSTD_WINDOW, 0, 0, 5, 3), b"", no_size)
 
 
 def test_sections_and_recipe() -> None:
@@ -227,3 +231,21 @@ def test_copies_from_the_old_file_are_bounded() -> None:
             archive.decode_recipe(recipe, 0, 4, base_size)
     with pytest.raises(PatchFormatError, match="outside the old file"):
         list(archive.rebuild([archive.Op(archive.BASE, 0, 4, p4=5)], b"", base=b"abcdef"))
+
+
+def test_forged_zstd_frame_sizes_are_refused_before_allocating() -> None:
+    """A zstd frame declaring a huge content size (found by the fuzzer: MemoryError)."""
+    from patches import methods
+
+    forged = (
+        b"(\xb5/\xfd\xf0)\xc5\x00\x00\xc2\x01\x04\t\xf0Y\x03FGB\xaaT)\xff\xf1\x9f~)"
+        b"\x04\x01\x00\x07\xc0\x02"
+    )
+    with pytest.raises(PatchFormatError, match="declares"):
+        fmt.decompress(forged, 41, "part table")
+    with pytest.raises(PatchFormatError, match="declares"):
+        methods._window_decompress(b"", forged, 41)
+    with pytest.raises(PatchFormatError, match="corrupt zstd frame header"):
+        fmt.decompress(b"(\xb5/\xfd", 41, "part table")
+    good = fmt.compress(b"x" * 1000)
+    assert fmt.decompress(good, 1000, "ok") == b"x" * 1000

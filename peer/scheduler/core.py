@@ -165,8 +165,16 @@ class Scheduler:
         self._now = 0.0
         self._finished_sent = False
         self._advice_at = 0.0
-        self._pass_total = 0.0  # summed rate of usable sources, set at each scheduling pass
-        self._steal_mask: int | None = None  # cache of _stealable(), None: stale
+        # Summed rate of usable sources during a pass (None: not computed yet this pass;
+        # only picks read it, and rates and usability cannot change while a pass runs).
+        self._pass_total: float | None = None
+        # Cache of _stealable(), None: stale. Invalidated where its inputs change (a
+        # request issued or forgotten, a cursor moving, a chunk verified).
+        self._steal_mask: int | None = None
+        # Present, known sources sorted by (-rate, id): the pass order. Filtering out the
+        # sources backing off keeps it sorted, so it is only rebuilt when a rate or the
+        # set changes (None: stale).
+        self._order: list[_Source] | None = None
 
     # -- queries -------------------------------------------------------------------
 
@@ -233,10 +241,26 @@ class Scheduler:
     def handle(self, event: Event, now: float) -> list[Action]:
         """Apply ``event`` seen at time ``now`` (seconds, any epoch, never decreasing)."""
         self._now = max(self._now, now)
-        self._steal_mask = None
         out: list[Action] = []
         only: _Source | None = None
+        # Cases in order of frequency in a swarm (a match tries them in turn).
         match event:
+            case BytesReceived():
+                req = self._requests.get(event.request)
+                if req is not None:
+                    only = self._bytes(req, event.n, out)
+                else:
+                    return out
+            case Tick():
+                self._timeouts(out)
+            case RequestFailed():
+                req = self._requests.get(event.request)
+                if req is not None:
+                    self._request_failed(req, event, out)
+            case Have():
+                s = self._sources.get(event.source)
+                if s is not None and s.present and 0 <= event.chunk < self.chunk_count:
+                    self._set_one(s, event.chunk, True)
             case SourceAdded():
                 self._add_source(event)
             case SourceRemoved():
@@ -245,14 +269,11 @@ class Scheduler:
                     self._cancel_source(s, "source removed", out)
                     self._set_holdings(s, None, present=False)
                     s.removed = True
+                    self._order = None
             case HaveBitfield():
                 s = self._sources.get(event.source)
                 if s is not None and s.present:
                     self._set_bitfield(s, event.bitfield)
-            case Have():
-                s = self._sources.get(event.source)
-                if s is not None and s.present and 0 <= event.chunk < self.chunk_count:
-                    self._set_one(s, event.chunk, True)
             case Lacks():
                 s = self._sources.get(event.source)
                 if s is not None and s.present and 0 <= event.chunk < self.chunk_count:
@@ -261,12 +282,6 @@ class Scheduler:
                 req = self._requests.get(event.request)
                 if req is not None:
                     self._started(req)
-            case BytesReceived():
-                req = self._requests.get(event.request)
-                if req is not None:
-                    only = self._bytes(req, event.n, out)
-                else:
-                    return out
             case ChunkVerified():
                 self._chunk_verified(event, out)
             case ChunkCorrupt():
@@ -275,12 +290,6 @@ class Scheduler:
                 req = self._requests.get(event.request)
                 if req is not None:
                     self._request_done(req, out)
-            case RequestFailed():
-                req = self._requests.get(event.request)
-                if req is not None:
-                    self._request_failed(req, event, out)
-            case Tick():
-                self._timeouts(out)
         if self.done:
             if not self._finished_sent:
                 self._finished_sent = True
@@ -288,8 +297,8 @@ class Scheduler:
                     self._drop_request(rid, "download finished", out)
                 out.append(Finished())
             return out
+        self._pass_total = None
         if only is not None:
-            self._pass_total = self._total_rate()
             self._fill(only, out)
         else:
             self._schedule(out)
@@ -307,6 +316,7 @@ class Scheduler:
             return  # a banned source stays banned for this download
         s = _Source(ev.source, ev.kind, ev.complete, self.config, self._full)
         self._sources[ev.source] = s
+        self._order = None
         if s.has is None:
             self._complete_holders += 1
 
@@ -319,6 +329,7 @@ class Scheduler:
                 for c, v in enumerate(s.has):
                     if v:
                         self._partial_avail[c] -= 1
+        self._order = None  # whether the source is known (in the pass order) may change
         s.has = has
         s.mask = self._full if has is None else _mask_of(has)
         s.held = self.chunk_count if has is None else sum(has)
@@ -379,11 +390,18 @@ class Scheduler:
         req.received = min(req.action.length, req.received + max(0, n))
         req.last_progress = self._now
         s.bytes_received += n
+        avg = s.meter.avg
+        before = avg.value
         s.meter.add(n, self._now)
+        if avg.value != before:
+            self._order = None  # a new rate: the pass order may change
         # Chunks whose bytes have fully passed: nothing more to expect from them here.
-        req.cursor = req.action.first + req.received // self.chunk_size
+        cursor = req.action.first + req.received // self.chunk_size
         if req.received == req.action.length:
-            req.cursor = req.action.last + 1
+            cursor = req.action.last + 1
+        if cursor != req.cursor:
+            req.cursor = cursor
+            self._steal_mask = None
         self._cancel_if_useless(req, out)
         return s
 
@@ -407,6 +425,7 @@ class Scheduler:
         self._verified[c] = 1
         self._missing -= 1
         self._free &= ~(1 << c)
+        self._steal_mask = None
         for rid in list(self._carriers.get(c, ())):
             req = self._requests.get(rid)
             if req is not None:
@@ -420,6 +439,7 @@ class Scheduler:
             self._cancel_source(s, "source banned", out)
             self._set_holdings(s, None, present=False)
             s.banned = f"corrupt data in chunk {ev.chunk}"
+            self._order = None
             out.append(Ban(sid, s.banned))
 
     def _request_done(self, req: _Req, out: list[Action]) -> None:
@@ -473,6 +493,7 @@ class Scheduler:
             if self._now >= self._stall_deadline(req):
                 s = self._sources[req.action.source]
                 s.meter.stalled_sample(self._now)
+                self._order = None
                 self._drop_request(rid, "stalled", out)
                 self._failure(s, None)
 
@@ -532,22 +553,35 @@ class Scheduler:
 
     def _schedule(self, out: list[Action]) -> None:
         now = self._now
-        initial = self.config.initial_rate
-        # _usable() and _rate() inlined: this runs for every source on most events.
-        usable = [
-            s
-            for s in self._sources.values()
-            if s.banned is None and not s.removed and s.known and now >= s.backoff_until
-        ]
-        rates = [max(1.0, s.meter.avg.get(initial)) for s in usable]
-        # Rates and usability cannot change while a pass issues requests: sum them once.
-        self._pass_total = sum(rates)
-        order = sorted(range(len(usable)), key=lambda i: (-rates[i], usable[i].id))
-        for i in order:
-            s = usable[i]
-            if s.requests and not s.mask & self._free:
-                continue  # busy and nothing free that it holds: _fill would stop at once
+        order = self._order
+        if order is None:
+            order = self._sort_sources()
+        for s in order:
+            # _usable() inlined (the order holds only present, known sources), then the
+            # checks _fill starts with: this loop runs over every source on most events.
+            if now < s.backoff_until:
+                continue
+            mask = s.mask
+            if not mask & self._free:
+                if s.requests:
+                    continue  # busy and nothing free that it holds: _fill would stop at once
+                stealable = self._steal_mask
+                if not mask & (self._stealable() if stealable is None else stealable):
+                    continue  # idle, but nothing it holds could be stolen either
             self._fill(s, out)
+
+    def _sort_sources(self) -> list[_Source]:
+        """The pass order: present, known sources by measured rate, fastest first (ties by id)."""
+        initial = self.config.initial_rate
+        keyed = [
+            (-max(1.0, s.meter.avg.get(initial)), s.id, s)
+            for s in self._sources.values()
+            if s.banned is None and not s.removed and s.known
+        ]
+        keyed.sort(key=lambda k: (k[0], k[1]))
+        order = [k[2] for k in keyed]
+        self._order = order
+        return order
 
     def _fill(self, s: _Source, out: list[Action]) -> None:
         for _ in range(self.config.max_requests_per_source):
@@ -580,6 +614,8 @@ class Scheduler:
             return self._steal(s)
         cfg = self.config
         total = self._pass_total
+        if total is None:
+            total = self._pass_total = self._total_rate()
         slow = self._is_slow(s, total)
         probing = slow and self._now >= s.probe_at
         fast_start = self.chunk_count - self._missing < cfg.fast_start_chunks

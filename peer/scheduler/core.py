@@ -601,7 +601,15 @@ class Scheduler:
             out.append(action)
 
     def _total_rate(self) -> float:
-        return sum(self._rate(s) for s in self._sources.values() if self._usable(s))
+        # _usable() and _rate() inlined: a pick needs this sum once per pass.
+        now = self._now
+        initial = self.config.initial_rate
+        total = 0.0
+        for s in self._sources.values():
+            if s.banned is None and not s.removed and s.known and now >= s.backoff_until:
+                v = s.meter.avg.value
+                total += max(1.0, initial if v is None else v)
+        return total
 
     def _is_slow(self, s: _Source, total: float) -> bool:
         rate = s.meter.avg.value
@@ -689,51 +697,52 @@ class Scheduler:
         """End-game: take over the tail of the request that would finish last, if faster."""
         if s.requests:
             return None  # only an idle source steals, so duplicates stay few
-        if not s.mask & self._stealable():
+        # The chunks this source could take: held by it, and stealable (ahead of a
+        # request, not verified, carried by that request alone).
+        takeable = s.mask & self._stealable()
+        if not takeable:
             return None  # it holds none of the chunks any request could give up
         cfg = self.config
+        initial = cfg.initial_rate
         rate_s = self._rate(s)
         lat_s = self._latency(s)
         best: tuple[float, int, int] | None = None
         for req in self._requests.values():
-            other = self._sources[req.action.source]
+            action = req.action
+            # Takeable chunks still ahead of this request (bitmask of its remaining range).
+            lo = req.cursor if req.cursor > action.first else action.first
+            mine = takeable & ((1 << (action.last + 1)) - 1) >> lo << lo
+            if not mine:
+                continue
+            other = self._sources[action.source]
             if other is s:
                 continue
-            ahead = [c for c in req.ahead() if not self._verified[c]]
-            if not ahead:
-                continue
-            rate_o = max(1.0, self._rate(other))
-            wait_o = 0.0
-            if req.started is None:
-                wait_o = max(0.0, req.issued + self._latency(other) - self._now)
             # The run this source could take: the last run of adjacent chunks, nearest
             # the end, that only this request carries and this source holds (a partial
             # peer skips the chunks it lacks; a second thief skips stolen ones).
-            tail: list[int] = []
-            for c in reversed(ahead):
-                takeable = len(self._carriers.get(c, ())) <= 1 and s.holds(c)
-                if takeable and (not tail or c == tail[-1] - 1):
-                    tail.append(c)
-                elif tail:
-                    break
-            if not tail:
-                continue
-            tail.reverse()
-            remaining = req.action.length - req.received
+            top = mine.bit_length() - 1
+            first = top
+            while first > 0 and (mine >> (first - 1)) & 1:
+                first -= 1
+            rate_o = max(1.0, other.meter.avg.get(initial))
+            wait_o = 0.0
+            if req.started is None:
+                wait_o = max(0.0, req.issued + self._latency(other) - self._now)
+            remaining = action.length - req.received
             finish_o = wait_o + remaining / rate_o
             # Split so both finish together: other keeps B-x, this one takes x.
             x = (finish_o - lat_s) * rate_o * rate_s / (rate_o + rate_s)
-            n = min(len(tail), int(x // self.chunk_size))
+            n = min(top - first + 1, int(x // self.chunk_size))
             if n < 1:
                 n = 1
-                last_len = self._chunk_len(tail[-1])
-                mine = lat_s + last_len / rate_s
-                if mine >= finish_o * (1 - cfg.endgame_gain):
+                last_len = self._chunk_len(top)
+                mine_t = lat_s + last_len / rate_s
+                if mine_t >= finish_o * (1 - cfg.endgame_gain):
                     continue
-            first, last = tail[-n], tail[-1]
+            first = top - n + 1
             gain = finish_o
             if best is None or (gain, -first) > (best[0], -best[1]):
-                best = (gain, first, last)
+                best = (gain, first, top)
         if best is None:
             return None
         return self._make(s, best[1], best[2])

@@ -789,19 +789,26 @@ class Scheduler:
     # -- advice ----------------------------------------------------------------------------
 
     def _orphans(self) -> int:
-        return sum(
-            1
-            for c in range(self.chunk_count)
-            if not self._verified[c] and self._availability(c) == 0
-        )
+        """Missing chunks no present source holds."""
+        if self._complete_holders:
+            return 0  # a complete source holds every chunk
+        verified = self._verified
+        partial = self._partial_avail
+        return sum(1 for c in range(self.chunk_count) if not verified[c] and partial[c] == 0)
 
     def _fallback_reason(self, orphans: int) -> str | None:
-        present = [s for s in self._sources.values() if s.present]
-        if any(s.kind == "mirror" for s in present):
-            return None
+        now = self._now
+        usable_peer = False
+        for s in self._sources.values():
+            if s.banned is not None or s.removed:
+                continue
+            if s.kind == "mirror":
+                return None
+            if s.known and now >= s.backoff_until:
+                usable_peer = True
         if orphans:
             return "peers lack some chunks"
-        if not any(self._usable(s) for s in present if s.kind == "peer"):
+        if not usable_peer:
             return "no peer is usable"
         return None
 

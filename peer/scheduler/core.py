@@ -90,6 +90,10 @@ class _Source:
         self.max_chunks: int | None = None  # halved by each 404/416 on a multi-chunk range
         self.bytes_received = 0
         self.chunks_verified = 0
+        # The end-game found nothing to steal for this source at this steal epoch with
+        # these holdings (see Scheduler._steal_epoch): until either changes, it still won't.
+        self.miss_epoch = -1
+        self.miss_mask = 0
 
     def holds(self, chunk: int) -> bool:
         return self.has is None or (chunk < len(self.has) and bool(self.has[chunk]))
@@ -175,6 +179,12 @@ class Scheduler:
         # sources backing off keeps it sorted, so it is only rebuilt when a rate or the
         # set changes (None: stale).
         self._order: list[_Source] | None = None
+        # Bumped by every change that can turn a failed end-game steal into a success:
+        # a new request, a new rate or latency, a chunk carried by one request again.
+        # Everything else that happens only makes stealing less attractive (time passes,
+        # bytes arrive at the measured rate, requests end, chunks get verified), so a
+        # steal that failed fails again until the epoch (or the thief's holdings) moves.
+        self._steal_epoch = 0
 
     # -- queries -------------------------------------------------------------------
 
@@ -383,6 +393,7 @@ class Scheduler:
             s = self._sources[req.action.source]
             s.latency.add(max(0.0, self._now - req.issued))
             s.meter.open(self._now)
+            self._steal_epoch += 1
 
     def _bytes(self, req: _Req, n: int, out: list[Action]) -> _Source:
         self._started(req)
@@ -395,6 +406,7 @@ class Scheduler:
         s.meter.add(n, self._now)
         if avg.value != before:
             self._order = None  # a new rate: the pass order may change
+            self._steal_epoch += 1
         # Chunks whose bytes have fully passed: nothing more to expect from them here.
         cursor = req.action.first + req.received // self.chunk_size
         if req.received == req.action.length:
@@ -494,6 +506,7 @@ class Scheduler:
                 s = self._sources[req.action.source]
                 s.meter.stalled_sample(self._now)
                 self._order = None
+                self._steal_epoch += 1
                 self._drop_request(rid, "stalled", out)
                 self._failure(s, None)
 
@@ -513,6 +526,8 @@ class Scheduler:
                     del self._carriers[c]
                     if not self._verified[c]:
                         self._free |= 1 << c
+                elif len(carriers) == 1:
+                    self._steal_epoch += 1  # stealable again (its thief gave it up)
 
     def _drop_request(self, rid: int, reason: str, out: list[Action]) -> None:
         req = self._requests.get(rid)
@@ -568,6 +583,8 @@ class Scheduler:
                 stealable = self._steal_mask
                 if not mask & (self._stealable() if stealable is None else stealable):
                     continue  # idle, but nothing it holds could be stolen either
+                if s.miss_epoch == self._steal_epoch and s.miss_mask == mask:
+                    continue  # _fill would only retry a steal known to fail
             self._fill(s, out)
 
     def _sort_sources(self) -> list[_Source]:
@@ -697,6 +714,8 @@ class Scheduler:
         """End-game: take over the tail of the request that would finish last, if faster."""
         if s.requests:
             return None  # only an idle source steals, so duplicates stay few
+        if s.miss_epoch == self._steal_epoch and s.miss_mask == s.mask:
+            return None  # failed before, and nothing since could make it succeed
         # The chunks this source could take: held by it, and stealable (ahead of a
         # request, not verified, carried by that request alone).
         takeable = s.mask & self._stealable()
@@ -744,6 +763,8 @@ class Scheduler:
             if best is None or (gain, -first) > (best[0], -best[1]):
                 best = (gain, first, top)
         if best is None:
+            s.miss_epoch = self._steal_epoch
+            s.miss_mask = s.mask
             return None
         return self._make(s, best[1], best[2])
 
@@ -777,6 +798,7 @@ class Scheduler:
 
     def _issue(self, action: Request) -> None:
         self._steal_mask = None
+        self._steal_epoch += 1
         req = _Req(action=action, issued=self._now, last_progress=self._now)
         self._requests[action.id] = req
         s = self._sources[action.source]

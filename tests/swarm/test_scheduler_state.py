@@ -57,6 +57,11 @@ def check(sched: Scheduler) -> None:
     if cached is not None:  # a cached stealable mask must still be right
         sched._steal_mask = None
         assert sched._stealable() == cached
+    for s in sched._sources.values():  # a remembered failed steal must still fail
+        if s.present and not s.requests and s.miss_epoch == sched._steal_epoch:
+            if s.miss_mask == s.mask:
+                s.miss_epoch = -1
+                assert sched._steal(s) is None
 
 
 class Checked(Scheduler):

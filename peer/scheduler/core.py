@@ -8,6 +8,7 @@ discrete-event simulator run identical logic. See ``docs/scheduler.md``.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -185,6 +186,14 @@ class Scheduler:
         # bytes arrive at the measured rate, requests end, chunks get verified), so a
         # steal that failed fails again until the epoch (or the thief's holdings) moves.
         self._steal_epoch = 0
+        # True when the last full pass issued nothing and, since then, nothing happened
+        # that could let a source act except time passing (and, for a Have, the source
+        # that announced it). Until ``_quiet_until`` (the earliest end of a back-off or
+        # probe wait seen by that pass) another full pass would issue nothing either,
+        # so it is skipped. A pure speed-up: the actions are the same.
+        self._quiet = False
+        self._quiet_until = 0.0
+        self._issued = 0  # requests issued so far (did a pass issue anything?)
 
     # -- queries -------------------------------------------------------------------
 
@@ -253,6 +262,9 @@ class Scheduler:
         self._now = max(self._now, now)
         out: list[Action] = []
         only: _Source | None = None
+        # calm: the event changed nothing that could let a source act, except ``touched``.
+        calm = False
+        touched: _Source | None = None
         # Cases in order of frequency in a swarm (a match tries them in turn).
         match event:
             case BytesReceived():
@@ -263,14 +275,21 @@ class Scheduler:
                     return out
             case Tick():
                 self._timeouts(out)
+                calm = not out  # no request stalled
             case RequestFailed():
                 req = self._requests.get(event.request)
                 if req is not None:
                     self._request_failed(req, event, out)
+                else:
+                    calm = True
             case Have():
+                # More holders only make chunks less rare: nobody but the announcer
+                # gains something to ask for.
+                calm = True
                 s = self._sources.get(event.source)
                 if s is not None and s.present and 0 <= event.chunk < self.chunk_count:
                     self._set_one(s, event.chunk, True)
+                    touched = s
             case SourceAdded():
                 self._add_source(event)
             case SourceRemoved():
@@ -292,6 +311,8 @@ class Scheduler:
                 req = self._requests.get(event.request)
                 if req is not None:
                     self._started(req)
+                else:
+                    calm = True
             case ChunkVerified():
                 self._chunk_verified(event, out)
             case ChunkCorrupt():
@@ -300,6 +321,8 @@ class Scheduler:
                 req = self._requests.get(event.request)
                 if req is not None:
                     self._request_done(req, out)
+                else:
+                    calm = True
         if self.done:
             if not self._finished_sent:
                 self._finished_sent = True
@@ -309,9 +332,15 @@ class Scheduler:
             return out
         self._pass_total = None
         if only is not None:
+            self._quiet = False
             self._fill(only, out)
+        elif calm and self._quiet and self._now < self._quiet_until:
+            if touched is not None:
+                self._schedule_from(touched, out)
         else:
+            issued = self._issued
             self._schedule(out)
+            self._quiet = self._issued == issued
         if isinstance(event, Tick):
             self._advise(out)
         return out
@@ -567,15 +596,43 @@ class Scheduler:
         return self._outstanding(s) < target
 
     def _schedule(self, out: list[Action]) -> None:
-        now = self._now
+        """The scheduling pass: each usable source, fastest first, gets what it can take."""
         order = self._order
         if order is None:
             order = self._sort_sources()
+        self._quiet_until = self._pass(order, out)
+
+    def _schedule_from(self, s: _Source, out: list[Action]) -> None:
+        """The pass when only ``s`` can have gained something to do (a quiet state): the
+        sources before it in the order would do nothing, so start at ``s``; if ``s`` does
+        nothing either, neither would the sources after it."""
+        order = self._order
+        if order is None:
+            order = self._sort_sources()
+        try:
+            i = order.index(s)
+        except ValueError:
+            return  # not usable at all
+        issued = self._issued
+        self._pass(order[i : i + 1], out)
+        if self._issued != issued:
+            self._quiet = False
+            self._pass(order[i + 1 :], out)
+
+    def _pass(self, order: list[_Source], out: list[Action]) -> float:
+        """Fill ``order``'s sources in turn; returns the earliest time one of them ends a
+        back-off or probe wait (what could let it act without any event)."""
+        now = self._now
+        wake = math.inf
         for s in order:
             # _usable() inlined (the order holds only present, known sources), then the
             # checks _fill starts with: this loop runs over every source on most events.
             if now < s.backoff_until:
+                if s.backoff_until < wake:
+                    wake = s.backoff_until
                 continue
+            if now < s.probe_at < wake:
+                wake = s.probe_at
             mask = s.mask
             if not mask & self._free:
                 if s.requests:
@@ -586,6 +643,7 @@ class Scheduler:
                 if s.miss_epoch == self._steal_epoch and s.miss_mask == mask:
                     continue  # _fill would only retry a steal known to fail
             self._fill(s, out)
+        return wake
 
     def _sort_sources(self) -> list[_Source]:
         """The pass order: present, known sources by measured rate, fastest first (ties by id)."""
@@ -799,6 +857,7 @@ class Scheduler:
     def _issue(self, action: Request) -> None:
         self._steal_mask = None
         self._steal_epoch += 1
+        self._issued += 1
         req = _Req(action=action, issued=self._now, last_progress=self._now)
         self._requests[action.id] = req
         s = self._sources[action.source]

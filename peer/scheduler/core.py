@@ -9,6 +9,7 @@ discrete-event simulator run identical logic. See ``docs/scheduler.md``.
 from __future__ import annotations
 
 import math
+import operator
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -62,6 +63,9 @@ class SourceStats:
 _TO_BITS = bytes(0x30 + (b & 1) if b < 2 else 0x31 for b in range(256))
 
 
+_sort_key = operator.attrgetter("sort_key")
+
+
 def _mask_of(has: bytearray) -> int:
     """Bit ``c`` set iff ``has[c]``: lets a pick intersect holdings with free chunks at C speed."""
     return int(has[::-1].translate(_TO_BITS), 2) if has else 0
@@ -86,6 +90,9 @@ class _Source:
         self.meter = RateMeter(cfg.ewma_alpha, cfg.rate_window)
         self.latency = Ewma(cfg.ewma_alpha)
         self.requests: set[int] = set()
+        self.outstanding = 0  # bytes requested from it and not received yet
+        # Its place in the pass order: fastest (measured, else assumed) rate first.
+        self.sort_key = (-max(1.0, cfg.initial_rate), sid)
         self.next_chunk = -1  # chunk after its last request: continuing there coalesces
         self.probe_at = 0.0
         self.max_chunks: int | None = None  # halved by each 404/416 on a multi-chunk range
@@ -180,6 +187,8 @@ class Scheduler:
         # sources backing off keeps it sorted, so it is only rebuilt when a rate or the
         # set changes (None: stale).
         self._order: list[_Source] | None = None
+        self._resort = False  # a rate changed: sort the order again (by each sort_key)
+        self._mirrors = 0  # present mirrors
         # Bumped by every change that can turn a failed end-game steal into a success:
         # a new request, a new rate or latency, a chunk carried by one request again.
         # Everything else that happens only makes stealing less attractive (time passes,
@@ -297,6 +306,8 @@ class Scheduler:
                 if s is not None and not s.removed:
                     self._cancel_source(s, "source removed", out)
                     self._set_holdings(s, None, present=False)
+                    if s.kind == "mirror" and s.banned is None:
+                        self._mirrors -= 1
                     s.removed = True
                     self._order = None
             case HaveBitfield():
@@ -356,6 +367,8 @@ class Scheduler:
         s = _Source(ev.source, ev.kind, ev.complete, self.config, self._full)
         self._sources[ev.source] = s
         self._order = None
+        if s.kind == "mirror":
+            self._mirrors += 1
         if s.has is None:
             self._complete_holders += 1
 
@@ -427,15 +440,16 @@ class Scheduler:
     def _bytes(self, req: _Req, n: int, out: list[Action]) -> _Source:
         self._started(req)
         s = self._sources[req.action.source]
-        req.received = min(req.action.length, req.received + max(0, n))
+        received = min(req.action.length, req.received + max(0, n))
+        s.outstanding -= received - req.received
+        req.received = received
         req.last_progress = self._now
         s.bytes_received += n
         avg = s.meter.avg
         before = avg.value
         s.meter.add(n, self._now)
         if avg.value != before:
-            self._order = None  # a new rate: the pass order may change
-            self._steal_epoch += 1
+            self._new_rate(s)
         # Chunks whose bytes have fully passed: nothing more to expect from them here.
         cursor = req.action.first + req.received // self.chunk_size
         if req.received == req.action.length:
@@ -479,6 +493,8 @@ class Scheduler:
                 continue
             self._cancel_source(s, "source banned", out)
             self._set_holdings(s, None, present=False)
+            if s.kind == "mirror" and not s.removed:
+                self._mirrors -= 1
             s.banned = f"corrupt data in chunk {ev.chunk}"
             self._order = None
             out.append(Ban(sid, s.banned))
@@ -530,14 +546,25 @@ class Scheduler:
         return ref + limit
 
     def _timeouts(self, out: list[Action]) -> None:
-        for rid, req in list(self._requests.items()):
-            if self._now >= self._stall_deadline(req):
-                s = self._sources[req.action.source]
-                s.meter.stalled_sample(self._now)
-                self._order = None
-                self._steal_epoch += 1
-                self._drop_request(rid, "stalled", out)
-                self._failure(s, None)
+        now = self._now
+        cfg = self.config
+        stall, factor, initial = cfg.stall_timeout, cfg.stall_latencies, cfg.initial_latency
+        sources = self._sources
+        stalled: list[int] = []
+        for rid, req in self._requests.items():
+            # _stall_deadline() inlined: this runs for every request on every Tick.
+            ref = req.last_progress if req.started is not None else req.issued
+            if now < ref + stall:
+                continue  # the limit is at least stall_timeout
+            limit = max(stall, factor * sources[req.action.source].latency.get(initial))
+            if now >= ref + limit:
+                stalled.append(rid)
+        for rid in stalled:
+            s = sources[self._requests[rid].action.source]
+            s.meter.stalled_sample(now)
+            self._new_rate(s)
+            self._drop_request(rid, "stalled", out)
+            self._failure(s, None)
 
     def _forget(self, req: _Req) -> None:
         self._steal_mask = None
@@ -545,6 +572,7 @@ class Scheduler:
         self._requests.pop(rid, None)
         s = self._sources[req.action.source]
         s.requests.discard(rid)
+        s.outstanding -= req.action.length - req.received
         if not s.requests:
             s.meter.close()
         for c in req.action.chunks:
@@ -582,9 +610,7 @@ class Scheduler:
         return s.present and s.known and self._now >= s.backoff_until
 
     def _outstanding(self, s: _Source) -> int:
-        return sum(
-            self._requests[rid].action.length - self._requests[rid].received for rid in s.requests
-        )
+        return s.outstanding
 
     def _wants_more(self, s: _Source) -> bool:
         if not self._usable(s) or len(s.requests) >= self.config.max_requests_per_source:
@@ -598,7 +624,7 @@ class Scheduler:
     def _schedule(self, out: list[Action]) -> None:
         """The scheduling pass: each usable source, fastest first, gets what it can take."""
         order = self._order
-        if order is None:
+        if order is None or self._resort:
             order = self._sort_sources()
         self._quiet_until = self._pass(order, out)
 
@@ -607,7 +633,7 @@ class Scheduler:
         sources before it in the order would do nothing, so start at ``s``; if ``s`` does
         nothing either, neither would the sources after it."""
         order = self._order
-        if order is None:
+        if order is None or self._resort:
             order = self._sort_sources()
         try:
             i = order.index(s)
@@ -647,16 +673,21 @@ class Scheduler:
 
     def _sort_sources(self) -> list[_Source]:
         """The pass order: present, known sources by measured rate, fastest first (ties by id)."""
-        initial = self.config.initial_rate
-        keyed = [
-            (-max(1.0, s.meter.avg.get(initial)), s.id, s)
-            for s in self._sources.values()
-            if s.banned is None and not s.removed and s.known
-        ]
-        keyed.sort(key=lambda k: (k[0], k[1]))
-        order = [k[2] for k in keyed]
-        self._order = order
+        order = self._order
+        if order is None:
+            order = [
+                s for s in self._sources.values() if s.banned is None and not s.removed and s.known
+            ]
+            self._order = order
+        order.sort(key=_sort_key)
+        self._resort = False
         return order
+
+    def _new_rate(self, s: _Source) -> None:
+        """``s``'s measured rate changed: its place in the order, and end-game sums."""
+        s.sort_key = (-max(1.0, s.meter.avg.get(self.config.initial_rate)), s.id)
+        self._resort = True
+        self._steal_epoch += 1
 
     def _fill(self, s: _Source, out: list[Action]) -> None:
         for _ in range(self.config.max_requests_per_source):
@@ -862,6 +893,7 @@ class Scheduler:
         self._requests[action.id] = req
         s = self._sources[action.source]
         s.requests.add(action.id)
+        s.outstanding += action.length
         s.next_chunk = action.last + 1
         for c in action.chunks:
             self._carriers.setdefault(c, set()).add(action.id)
@@ -878,20 +910,17 @@ class Scheduler:
         return sum(1 for c in range(self.chunk_count) if not verified[c] and partial[c] == 0)
 
     def _fallback_reason(self, orphans: int) -> str | None:
-        now = self._now
-        usable_peer = False
-        for s in self._sources.values():
-            if s.banned is not None or s.removed:
-                continue
-            if s.kind == "mirror":
-                return None
-            if s.known and now >= s.backoff_until:
-                usable_peer = True
+        if self._mirrors:
+            return None
         if orphans:
             return "peers lack some chunks"
-        if not usable_peer:
-            return "no peer is usable"
-        return None
+        # No mirror is present, so every present, known source (the pass order) is a peer.
+        now = self._now
+        order = self._order if self._order is not None else self._sort_sources()
+        for s in order:
+            if now >= s.backoff_until:
+                return None
+        return "no peer is usable"
 
     def _advice_needed(self) -> bool:
         orphans = self._orphans()

@@ -53,6 +53,18 @@ def check(sched: Scheduler) -> None:
                 for c in range(n):
                     partial[c] += held[c]
     assert sched._complete_holders == complete
+    assert sched._mirrors == sum(
+        1 for s in sched._sources.values() if s.present and s.kind == "mirror"
+    )
+    for s in sched._sources.values():
+        left = [sched._requests[r].action.length - sched._requests[r].received for r in s.requests]
+        assert s.outstanding == sum(left)
+        rate = max(1.0, s.meter.avg.get(sched.config.initial_rate))
+        assert s.sort_key == (-rate, s.id)
+    if sched._order is not None:  # the cached pass order holds exactly the present, known sources
+        assert sorted(id(s) for s in sched._order) == sorted(
+            id(s) for s in sched._sources.values() if s.present and s.known
+        )
     assert sched._partial_avail == partial
     cached = sched._steal_mask
     if cached is not None:  # a cached stealable mask must still be right
@@ -67,10 +79,10 @@ def check(sched: Scheduler) -> None:
                 clone._schedule(out)
                 assert not out
     for s in sched._sources.values():  # a remembered failed steal must still fail
-        if s.present and not s.requests and s.miss_epoch == sched._steal_epoch:
-            if s.miss_mask == s.mask:
-                s.miss_epoch = -1
-                assert sched._steal(s) is None
+        remembered = s.miss_epoch == sched._steal_epoch and s.miss_mask == s.mask
+        if s.present and not s.requests and remembered:
+            s.miss_epoch = -1
+            assert sched._steal(s) is None
 
 
 class Checked(Scheduler):

@@ -209,9 +209,14 @@ class Swarm:
         self.failed_requests = 0
         self.busy_answers = 0
         self.scheduler_events = 0
-        self.event_counts: dict[str, int] = {}
+        self._event_types: dict[type, int] = {}
         self.samples: list[dict[str, float]] = []
         self._started = False
+
+    @property
+    def event_counts(self) -> dict[str, int]:
+        """Scheduler events fed so far, by event type name."""
+        return {t.__name__: n for t, n in self._event_types.items()}
 
     # ---- building --------------------------------------------------------------------
 
@@ -384,8 +389,9 @@ class Swarm:
         if sched is None or not node.present:
             return
         self.scheduler_events += 1
-        k = type(event).__name__
-        self.event_counts[k] = self.event_counts.get(k, 0) + 1
+        counts = self._event_types
+        k = type(event)
+        counts[k] = counts.get(k, 0) + 1
         actions = sched.handle(event, self.loop.now)
         for action in actions:
             if isinstance(action, Request):
@@ -467,7 +473,7 @@ class Swarm:
             self._fail_later(req, rtt, "error", "connection refused")
         elif not server.spec.reachable or self.partitioned(client.name, server.name):
             self._fail_later(req, self.config.connect_timeout, "error", "connect timeout")
-        elif not all(server.has[c] for c in action.chunks):
+        elif 0 in server.has[action.first : action.last + 1]:
             self._fail_later(req, rtt, "missing", "416")
         else:
             retry = server.policy.admit(client.name, self.loop.now)
@@ -595,13 +601,14 @@ class Swarm:
         node.bad_chunks.discard(c)
         self.copies[c] += 1
         side = self._side
+        news = Have(node.name, c)  # immutable: one event object for every watcher
         for w in node.watchers:
             other = self.nodes[w]
             if other.has[c] or not other.downloading:
                 continue  # a verified chunk's holders no longer matter to its scheduler
             if side is not None and side.get(w, 0) != side.get(node.name, 0):
                 continue  # the news does not cross a partition
-            self._feed(other, Have(node.name, c))
+            self._feed(other, news)
 
     # ---- faults ----------------------------------------------------------------------
 

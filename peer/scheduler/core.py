@@ -189,6 +189,10 @@ class Scheduler:
         self._order: list[_Source] | None = None
         self._resort = False  # a rate changed: sort the order again (by each sort_key)
         self._mirrors = 0  # present mirrors
+        # _total_rate() as last computed, valid until _total_until (the first end of a
+        # back-off then running) unless a rate, a back-off or the set of sources changes.
+        self._total: float | None = None
+        self._total_until = 0.0
         # Bumped by every change that can turn a failed end-game steal into a success:
         # a new request, a new rate or latency, a chunk carried by one request again.
         # Everything else that happens only makes stealing less attractive (time passes,
@@ -309,7 +313,7 @@ class Scheduler:
                     if s.kind == "mirror" and s.banned is None:
                         self._mirrors -= 1
                     s.removed = True
-                    self._order = None
+                    self._order = self._total = None
             case HaveBitfield():
                 s = self._sources.get(event.source)
                 if s is not None and s.present:
@@ -366,7 +370,7 @@ class Scheduler:
             return  # a banned source stays banned for this download
         s = _Source(ev.source, ev.kind, ev.complete, self.config, self._full)
         self._sources[ev.source] = s
-        self._order = None
+        self._order = self._total = None
         if s.kind == "mirror":
             self._mirrors += 1
         if s.has is None:
@@ -381,7 +385,7 @@ class Scheduler:
                 for c, v in enumerate(s.has):
                     if v:
                         self._partial_avail[c] -= 1
-        self._order = None  # whether the source is known (in the pass order) may change
+        self._order = self._total = None  # whether it is known (in the pass order) may change
         s.has = has
         s.mask = self._full if has is None else _mask_of(has)
         s.held = self.chunk_count if has is None else sum(has)
@@ -496,7 +500,7 @@ class Scheduler:
             if s.kind == "mirror" and not s.removed:
                 self._mirrors -= 1
             s.banned = f"corrupt data in chunk {ev.chunk}"
-            self._order = None
+            self._order = self._total = None
             out.append(Ban(sid, s.banned))
 
     def _request_done(self, req: _Req, out: list[Action]) -> None:
@@ -529,6 +533,7 @@ class Scheduler:
         elif ev.kind == "busy":
             wait = ev.retry_after if ev.retry_after is not None else self.config.base_backoff
             s.backoff_until = max(s.backoff_until, self._now + wait)
+            self._total = None
         else:
             self._failure(s, None)
 
@@ -537,6 +542,7 @@ class Scheduler:
         cfg = self.config
         wait = backoff if backoff is not None else cfg.base_backoff * 2 ** (s.failures - 1)
         s.backoff_until = self._now + min(cfg.max_backoff, wait)
+        self._total = None
 
     def _stall_deadline(self, req: _Req) -> float:
         s = self._sources[req.action.source]
@@ -687,6 +693,7 @@ class Scheduler:
         """``s``'s measured rate changed: its place in the order, and end-game sums."""
         s.sort_key = (-max(1.0, s.meter.avg.get(self.config.initial_rate)), s.id)
         self._resort = True
+        self._total = None
         self._steal_epoch += 1
 
     def _fill(self, s: _Source, out: list[Action]) -> None:
@@ -707,14 +714,22 @@ class Scheduler:
             out.append(action)
 
     def _total_rate(self) -> float:
-        # _usable() and _rate() inlined: a pick needs this sum once per pass.
         now = self._now
+        if self._total is not None and now < self._total_until:
+            return self._total
+        # _usable() and _rate() inlined.
         initial = self.config.initial_rate
         total = 0.0
+        until = math.inf
         for s in self._sources.values():
-            if s.banned is None and not s.removed and s.known and now >= s.backoff_until:
-                v = s.meter.avg.value
-                total += max(1.0, initial if v is None else v)
+            if s.banned is None and not s.removed and s.known:
+                if now >= s.backoff_until:
+                    v = s.meter.avg.value
+                    total += max(1.0, initial if v is None else v)
+                elif s.backoff_until < until:
+                    until = s.backoff_until
+        self._total = total
+        self._total_until = until
         return total
 
     def _is_slow(self, s: _Source, total: float) -> bool:

@@ -61,6 +61,10 @@ def check(sched: Scheduler) -> None:
         assert s.outstanding == sum(left)
         rate = max(1.0, s.meter.avg.get(sched.config.initial_rate))
         assert s.sort_key == (-rate, s.id)
+    if sched._total is not None and sched._now < sched._total_until:  # a cached rate sum
+        cached_total = sched._total
+        sched._total = None
+        assert sched._total_rate() == cached_total
     if sched._order is not None:  # the cached pass order holds exactly the present, known sources
         assert sorted(id(s) for s in sched._order) == sorted(
             id(s) for s in sched._sources.values() if s.present and s.known

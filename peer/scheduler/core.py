@@ -65,6 +65,22 @@ _TO_BITS = bytes(0x30 + (b & 1) if b < 2 else 0x31 for b in range(256))
 
 _sort_key = operator.attrgetter("sort_key")
 
+# What an event changed, for the pass that follows (see Scheduler._apply).
+_IGNORED, _BYTES, _CALM, _TOUCHED, _DIRTY = range(5)
+
+
+def _combine(a: int, b: int) -> int:
+    """What two events together changed (see Scheduler._apply)."""
+    if a == _IGNORED or a == b == _CALM:
+        return b
+    if b == _IGNORED:
+        return a
+    if a == b == _BYTES:
+        return _BYTES
+    if _BYTES in (a, b) or _DIRTY in (a, b) or a == b == _TOUCHED:
+        return _DIRTY  # bytes and something else, or two announcers: a full pass
+    return _TOUCHED if _TOUCHED in (a, b) else _CALM
+
 
 def _mask_of(has: bytearray) -> int:
     """Bit ``c`` set iff ``has[c]``: lets a pick intersect holdings with free chunks at C speed."""
@@ -207,6 +223,8 @@ class Scheduler:
         self._quiet = False
         self._quiet_until = 0.0
         self._issued = 0  # requests issued so far (did a pass issue anything?)
+        self._only: _Source  # the source a BytesReceived concerned (see _apply)
+        self._touched: _Source  # the source a Have concerned
 
     # -- queries -------------------------------------------------------------------
 
@@ -274,35 +292,76 @@ class Scheduler:
         """Apply ``event`` seen at time ``now`` (seconds, any epoch, never decreasing)."""
         self._now = max(self._now, now)
         out: list[Action] = []
-        only: _Source | None = None
-        # calm: the event changed nothing that could let a source act, except ``touched``.
-        calm = False
-        touched: _Source | None = None
+        kind = self._apply(event, out)
+        if kind == _IGNORED:
+            return out
+        return self._conclude(out, kind, isinstance(event, Tick))
+
+    def handle_all(self, events: Iterable[Event], now: float) -> list[Action]:
+        """Apply several events seen at the same time ``now``, then decide once.
+
+        What a driver that drains its queue should call: the state changes are those
+        of :meth:`handle` for each event in turn, but the scheduling pass runs once,
+        after the last (so, e.g., progress reports and a :class:`Tick`, or a chunk's
+        last bytes, its verification and the end of its request, cost one pass).
+        """
+        self._now = max(self._now, now)
+        out: list[Action] = []
+        kind = _IGNORED
+        tick = False
+        only: list[_Source] = []
+        for event in events:
+            k = self._apply(event, out)
+            if isinstance(event, Tick):
+                tick = True
+            if k == _BYTES and self._only not in only:
+                only.append(self._only)
+            kind = _combine(kind, k)
+        if kind == _IGNORED:
+            return out
+        if kind == _BYTES and len(only) > 1:
+            # Several requests progressed: fill each of their sources in turn.
+            if self._finish(out):
+                return out
+            self._quiet = False
+            self._pass_total = None
+            for s in only:
+                self._fill(s, out)
+            if tick:
+                self._advise(out)
+            return out
+        return self._conclude(out, kind, tick)
+
+    def _apply(self, event: Event, out: list[Action]) -> int:
+        """Apply one event's state changes; returns what a pass has to look at:
+        _IGNORED (nothing changed), _BYTES (only ``self._only`` can gain), _CALM (nobody
+        can gain but by time passing), _TOUCHED (only ``self._touched`` can) or _DIRTY."""
         # Cases in order of frequency in a swarm (a match tries them in turn).
         match event:
             case BytesReceived():
                 req = self._requests.get(event.request)
-                if req is not None:
-                    only = self._bytes(req, event.n, out)
-                else:
-                    return out
+                if req is None:
+                    return _IGNORED
+                self._only = self._bytes(req, event.n, out)
+                return _BYTES
             case Tick():
+                n = len(out)
                 self._timeouts(out)
-                calm = not out  # no request stalled
+                return _CALM if len(out) == n else _DIRTY  # calm if no request stalled
             case RequestFailed():
                 req = self._requests.get(event.request)
-                if req is not None:
-                    self._request_failed(req, event, out)
-                else:
-                    calm = True
+                if req is None:
+                    return _CALM
+                self._request_failed(req, event, out)
             case Have():
                 # More holders only make chunks less rare: nobody but the announcer
                 # gains something to ask for.
-                calm = True
                 s = self._sources.get(event.source)
-                if s is not None and s.present and 0 <= event.chunk < self.chunk_count:
-                    self._set_one(s, event.chunk, True)
-                    touched = s
+                if s is None or not s.present or not 0 <= event.chunk < self.chunk_count:
+                    return _CALM
+                self._set_one(s, event.chunk, True)
+                self._touched = s
+                return _TOUCHED
             case SourceAdded():
                 self._add_source(event)
             case SourceRemoved():
@@ -324,39 +383,47 @@ class Scheduler:
                     self._set_one(s, event.chunk, False)
             case RequestStarted():
                 req = self._requests.get(event.request)
-                if req is not None:
-                    self._started(req)
-                else:
-                    calm = True
+                if req is None:
+                    return _CALM
+                self._started(req)
             case ChunkVerified():
                 self._chunk_verified(event, out)
             case ChunkCorrupt():
                 self._chunk_corrupt(event, out)
             case RequestDone():
                 req = self._requests.get(event.request)
-                if req is not None:
-                    self._request_done(req, out)
-                else:
-                    calm = True
-        if self.done:
-            if not self._finished_sent:
-                self._finished_sent = True
-                for rid in list(self._requests):
-                    self._drop_request(rid, "download finished", out)
-                out.append(Finished())
+                if req is None:
+                    return _CALM
+                self._request_done(req, out)
+        return _DIRTY
+
+    def _finish(self, out: list[Action]) -> bool:
+        """If every chunk is verified: cancel what is left, say Finished once; True then."""
+        if not self.done:
+            return False
+        if not self._finished_sent:
+            self._finished_sent = True
+            for rid in list(self._requests):
+                self._drop_request(rid, "download finished", out)
+            out.append(Finished())
+        return True
+
+    def _conclude(self, out: list[Action], kind: int, tick: bool) -> list[Action]:
+        """The decision after the events: a pass as narrow as ``kind`` allows, then advice."""
+        if self._finish(out):
             return out
         self._pass_total = None
-        if only is not None:
+        if kind == _BYTES:
             self._quiet = False
-            self._fill(only, out)
-        elif calm and self._quiet and self._now < self._quiet_until:
-            if touched is not None:
-                self._schedule_from(touched, out)
+            self._fill(self._only, out)
+        elif kind != _DIRTY and self._quiet and self._now < self._quiet_until:
+            if kind == _TOUCHED:
+                self._schedule_from(self._touched, out)
         else:
             issued = self._issued
             self._schedule(out)
             self._quiet = self._issued == issued
-        if isinstance(event, Tick):
+        if tick:
             self._advise(out)
         return out
 

@@ -88,6 +88,31 @@ def _mask_of(has: bytearray) -> int:
 
 
 class _Source:
+    __slots__ = (
+        "backoff_until",
+        "banned",
+        "bytes_received",
+        "chunks_verified",
+        "failures",
+        "has",
+        "held",
+        "id",
+        "kind",
+        "known",
+        "latency",
+        "mask",
+        "max_chunks",
+        "meter",
+        "miss_epoch",
+        "miss_mask",
+        "next_chunk",
+        "outstanding",
+        "probe_at",
+        "removed",
+        "requests",
+        "sort_key",
+    )
+
     def __init__(
         self, sid: str, kind: SourceKind, complete: bool, cfg: SchedulerConfig, full: int
     ) -> None:
@@ -127,7 +152,7 @@ class _Source:
         return self.banned is None and not self.removed
 
 
-@dataclass
+@dataclass(slots=True)
 class _Req:
     action: Request
     issued: float

@@ -140,6 +140,31 @@ class _Req:
 class Node:
     """A host in the simulation and, if it downloads, its scheduler."""
 
+    __slots__ = (
+        "bad_chunks",
+        "corrupt_sent",
+        "done_at",
+        "down_bytes",
+        "has",
+        "held",
+        "joined_at",
+        "left",
+        "left_at",
+        "name",
+        "offline",
+        "policy",
+        "present",
+        "reqs",
+        "role",
+        "sched",
+        "serving",
+        "sources",
+        "spec",
+        "up_bytes",
+        "wake",
+        "watchers",
+    )
+
     def __init__(self, spec: NodeSpec, chunks: int) -> None:
         self.spec = spec
         self.name = spec.name

@@ -352,9 +352,7 @@ class Scheduler:
             self._pass_total = None
             for s in only:
                 self._fill(s, out)
-            if tick:
-                self._advise(out)
-            return out
+            return out  # (no Tick in this batch: a Tick is never "bytes only")
         return self._conclude(out, kind, tick)
 
     def _apply(self, event: Event, out: list[Action]) -> int:

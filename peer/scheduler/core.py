@@ -202,6 +202,8 @@ class Scheduler:
                 self._verified[chunk] = 1
                 self._missing -= 1
         self._full = (1 << self.chunk_count) - 1
+        self._vmask = _mask_of(self._verified)  # bit c: chunk c verified
+        self._multi = 0  # bit c: chunk c carried by two requests or more (a stolen tail)
         # Bit c set iff chunk c is neither verified nor carried by a request: what a pick
         # may choose from, kept incrementally so picks need no scan over every chunk.
         self._free = self._full
@@ -556,9 +558,13 @@ class Scheduler:
 
     def _cancel_if_useless(self, req: _Req, out: list[Action]) -> None:
         """Cancel ``req`` if every chunk still ahead of it is verified (it lost a race)."""
-        ahead = req.ahead()
-        if ahead and all(self._verified[c] for c in ahead):
-            self._drop_request(req.action.id, "verified elsewhere", out)
+        action = req.action
+        lo = req.cursor if req.cursor > action.first else action.first
+        if lo > action.last:
+            return  # nothing ahead
+        ahead = ((1 << (action.last + 1)) - 1) >> lo << lo
+        if not ahead & ~self._vmask:
+            self._drop_request(action.id, "verified elsewhere", out)
 
     def _chunk_verified(self, ev: ChunkVerified, out: list[Action]) -> None:
         c = ev.chunk
@@ -572,6 +578,7 @@ class Scheduler:
         if self._verified[c]:
             return
         self._verified[c] = 1
+        self._vmask |= 1 << c
         self._missing -= 1
         self._free &= ~(1 << c)
         self._steal_mask = None
@@ -680,6 +687,7 @@ class Scheduler:
                     if not self._verified[c]:
                         self._free |= 1 << c
                 elif len(carriers) == 1:
+                    self._multi &= ~(1 << c)
                     self._steal_epoch += 1  # stealable again (its thief gave it up)
 
     def _drop_request(self, rid: int, reason: str, out: list[Action]) -> None:
@@ -781,10 +789,16 @@ class Scheduler:
 
     def _new_rate(self, s: _Source) -> None:
         """``s``'s measured rate changed: its place in the order, and end-game sums."""
+        old = s.sort_key[0]
         s.sort_key = (-max(1.0, s.meter.avg.get(self.config.initial_rate)), s.id)
         self._resort = True
         self._total = None
-        self._steal_epoch += 1
+        # A faster source only makes its started requests finish sooner, which makes
+        # stealing from them less attractive; a slower one, or one with a request not
+        # started yet (its wait enters the sums), can make a failed steal succeed.
+        requests = self._requests
+        if s.sort_key[0] > old or any(requests[r].started is None for r in s.requests):
+            self._steal_epoch += 1
 
     def _fill(self, s: _Source, out: list[Action]) -> None:
         for _ in range(self.config.max_requests_per_source):
@@ -969,9 +983,10 @@ class Scheduler:
         if mask is None:
             mask = 0
             for req in self._requests.values():
-                for c in req.ahead():
-                    if not self._verified[c] and len(self._carriers.get(c, ())) <= 1:
-                        mask |= 1 << c
+                action = req.action
+                lo = req.cursor if req.cursor > action.first else action.first
+                mask |= ((1 << (action.last + 1)) - 1) >> lo << lo  # chunks ahead of it
+            mask &= ~(self._vmask | self._multi)
             self._steal_mask = mask
         return mask
 
@@ -1001,7 +1016,10 @@ class Scheduler:
         s.outstanding += action.length
         s.next_chunk = action.last + 1
         for c in action.chunks:
-            self._carriers.setdefault(c, set()).add(action.id)
+            carriers = self._carriers.setdefault(c, set())
+            carriers.add(action.id)
+            if len(carriers) == 2:
+                self._multi |= 1 << c
             self._free &= ~(1 << c)
 
     # -- advice ----------------------------------------------------------------------------

@@ -71,6 +71,15 @@ def check(sched: Scheduler) -> None:
             id(s) for s in sched._sources.values() if s.present and s.known
         )
     assert sched._partial_avail == partial
+    assert sched._vmask == sum(1 << c for c in range(n) if sched._verified[c])
+    assert sched._multi == sum(1 << c for c, r in sched._carriers.items() if len(r) > 1)
+    stealable = 0  # by the definition: ahead of a request, not verified, carried once
+    for req in sched._requests.values():
+        for c in req.ahead():
+            if not sched._verified[c] and len(sched._carriers.get(c, ())) <= 1:
+                stealable |= 1 << c
+    sched._steal_mask = None
+    assert sched._stealable() == stealable
     cached = sched._steal_mask
     if cached is not None:  # a cached stealable mask must still be right
         sched._steal_mask = None

@@ -237,10 +237,11 @@ class Scheduler:
         self._total: float | None = None
         self._total_until = 0.0
         # Bumped by every change that can turn a failed end-game steal into a success:
-        # a new request, a new rate or latency, a chunk carried by one request again.
-        # Everything else that happens only makes stealing less attractive (time passes,
-        # bytes arrive at the measured rate, requests end, chunks get verified), so a
-        # steal that failed fails again until the epoch (or the thief's holdings) moves.
+        # a new request, a slower source (see _new_rate), a new latency, a chunk carried
+        # by one request again. Everything else only makes stealing less attractive
+        # (time passes, bytes arrive, a source gets faster, requests end, chunks get
+        # verified), so a steal that failed fails again until the epoch (or the
+        # thief's holdings) moves.
         self._steal_epoch = 0
         # True when the last full pass issued nothing and, since then, nothing happened
         # that could let a source act except time passing (and, for a Have, the source

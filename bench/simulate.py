@@ -112,6 +112,7 @@ def main(argv: list[str]) -> int:
         "corrupt acc",
         "banned",
         "wall s",
+        "CPU s",
     )
     print("\n" + " | ".join(head))
     for row in runs:

@@ -8,6 +8,8 @@ discrete-event simulator run identical logic. See ``docs/scheduler.md``.
 
 from __future__ import annotations
 
+import math
+import operator
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -61,12 +63,56 @@ class SourceStats:
 _TO_BITS = bytes(0x30 + (b & 1) if b < 2 else 0x31 for b in range(256))
 
 
+_sort_key = operator.attrgetter("sort_key")
+
+# What an event changed, for the pass that follows (see Scheduler._apply).
+_IGNORED, _BYTES, _CALM, _TOUCHED, _DIRTY = range(5)
+
+
+def _combine(a: int, b: int) -> int:
+    """What two events together changed (see Scheduler._apply)."""
+    if a == _IGNORED or a == b == _CALM:
+        return b
+    if b == _IGNORED:
+        return a
+    if a == b == _BYTES:
+        return _BYTES
+    if _BYTES in (a, b) or _DIRTY in (a, b) or a == b == _TOUCHED:
+        return _DIRTY  # bytes and something else, or two announcers: a full pass
+    return _TOUCHED if _TOUCHED in (a, b) else _CALM
+
+
 def _mask_of(has: bytearray) -> int:
     """Bit ``c`` set iff ``has[c]``: lets a pick intersect holdings with free chunks at C speed."""
     return int(has[::-1].translate(_TO_BITS), 2) if has else 0
 
 
 class _Source:
+    __slots__ = (
+        "backoff_until",
+        "banned",
+        "bytes_received",
+        "chunks_verified",
+        "failures",
+        "has",
+        "held",
+        "id",
+        "kind",
+        "known",
+        "latency",
+        "mask",
+        "max_chunks",
+        "meter",
+        "miss_epoch",
+        "miss_mask",
+        "next_chunk",
+        "outstanding",
+        "probe_at",
+        "removed",
+        "requests",
+        "sort_key",
+    )
+
     def __init__(
         self, sid: str, kind: SourceKind, complete: bool, cfg: SchedulerConfig, full: int
     ) -> None:
@@ -85,11 +131,18 @@ class _Source:
         self.meter = RateMeter(cfg.ewma_alpha, cfg.rate_window)
         self.latency = Ewma(cfg.ewma_alpha)
         self.requests: set[int] = set()
+        self.outstanding = 0  # bytes requested from it and not received yet
+        # Its place in the pass order: fastest (measured, else assumed) rate first.
+        self.sort_key = (-max(1.0, cfg.initial_rate), sid)
         self.next_chunk = -1  # chunk after its last request: continuing there coalesces
         self.probe_at = 0.0
         self.max_chunks: int | None = None  # halved by each 404/416 on a multi-chunk range
         self.bytes_received = 0
         self.chunks_verified = 0
+        # The end-game found nothing to steal for this source at this steal epoch with
+        # these holdings (see Scheduler._steal_epoch): until either changes, it still won't.
+        self.miss_epoch = -1
+        self.miss_mask = 0
 
     def holds(self, chunk: int) -> bool:
         return self.has is None or (chunk < len(self.has) and bool(self.has[chunk]))
@@ -99,7 +152,7 @@ class _Source:
         return self.banned is None and not self.removed
 
 
-@dataclass
+@dataclass(slots=True)
 class _Req:
     action: Request
     issued: float
@@ -149,6 +202,8 @@ class Scheduler:
                 self._verified[chunk] = 1
                 self._missing -= 1
         self._full = (1 << self.chunk_count) - 1
+        self._vmask = _mask_of(self._verified)  # bit c: chunk c verified
+        self._multi = 0  # bit c: chunk c carried by two requests or more (a stolen tail)
         # Bit c set iff chunk c is neither verified nor carried by a request: what a pick
         # may choose from, kept incrementally so picks need no scan over every chunk.
         self._free = self._full
@@ -165,8 +220,39 @@ class Scheduler:
         self._now = 0.0
         self._finished_sent = False
         self._advice_at = 0.0
-        self._pass_total = 0.0  # summed rate of usable sources, set at each scheduling pass
-        self._steal_mask: int | None = None  # cache of _stealable(), None: stale
+        # Summed rate of usable sources during a pass (None: not computed yet this pass;
+        # only picks read it, and rates and usability cannot change while a pass runs).
+        self._pass_total: float | None = None
+        # Cache of _stealable(), None: stale. Invalidated where its inputs change (a
+        # request issued or forgotten, a cursor moving, a chunk verified).
+        self._steal_mask: int | None = None
+        # Present, known sources sorted by (-rate, id): the pass order. Filtering out the
+        # sources backing off keeps it sorted, so it is only rebuilt when a rate or the
+        # set changes (None: stale).
+        self._order: list[_Source] | None = None
+        self._resort = False  # a rate changed: sort the order again (by each sort_key)
+        self._mirrors = 0  # present mirrors
+        # _total_rate() as last computed, valid until _total_until (the first end of a
+        # back-off then running) unless a rate, a back-off or the set of sources changes.
+        self._total: float | None = None
+        self._total_until = 0.0
+        # Bumped by every change that can turn a failed end-game steal into a success:
+        # a new request, a slower source (see _new_rate), a new latency, a chunk carried
+        # by one request again. Everything else only makes stealing less attractive
+        # (time passes, bytes arrive, a source gets faster, requests end, chunks get
+        # verified), so a steal that failed fails again until the epoch (or the
+        # thief's holdings) moves.
+        self._steal_epoch = 0
+        # True when the last full pass issued nothing and, since then, nothing happened
+        # that could let a source act except time passing (and, for a Have, the source
+        # that announced it). Until ``_quiet_until`` (the earliest end of a back-off or
+        # probe wait seen by that pass) another full pass would issue nothing either,
+        # so it is skipped. A pure speed-up: the actions are the same.
+        self._quiet = False
+        self._quiet_until = 0.0
+        self._issued = 0  # requests issued so far (did a pass issue anything?)
+        self._only: _Source  # the source a BytesReceived concerned (see _apply)
+        self._touched: _Source  # the source a Have concerned
 
     # -- queries -------------------------------------------------------------------
 
@@ -233,10 +319,75 @@ class Scheduler:
     def handle(self, event: Event, now: float) -> list[Action]:
         """Apply ``event`` seen at time ``now`` (seconds, any epoch, never decreasing)."""
         self._now = max(self._now, now)
-        self._steal_mask = None
         out: list[Action] = []
-        only: _Source | None = None
+        kind = self._apply(event, out)
+        if kind == _IGNORED:
+            return out
+        return self._conclude(out, kind, isinstance(event, Tick))
+
+    def handle_all(self, events: Iterable[Event], now: float) -> list[Action]:
+        """Apply several events seen at the same time ``now``, then decide once.
+
+        What a driver that drains its queue should call: the state changes are those
+        of :meth:`handle` for each event in turn, but the scheduling pass runs once,
+        after the last (so, e.g., progress reports and a :class:`Tick`, or a chunk's
+        last bytes, its verification and the end of its request, cost one pass).
+        """
+        self._now = max(self._now, now)
+        out: list[Action] = []
+        kind = _IGNORED
+        tick = False
+        only: list[_Source] = []
+        for event in events:
+            k = self._apply(event, out)
+            if isinstance(event, Tick):
+                tick = True
+            if k == _BYTES and self._only not in only:
+                only.append(self._only)
+            kind = _combine(kind, k)
+        if kind == _IGNORED:
+            return out
+        if kind == _BYTES and len(only) > 1:
+            # Several requests progressed: fill each of their sources in turn.
+            if self._finish(out):
+                return out
+            self._quiet = False
+            self._pass_total = None
+            for s in only:
+                self._fill(s, out)
+            return out  # (no Tick in this batch: a Tick is never "bytes only")
+        return self._conclude(out, kind, tick)
+
+    def _apply(self, event: Event, out: list[Action]) -> int:
+        """Apply one event's state changes; returns what a pass has to look at:
+        _IGNORED (nothing changed), _BYTES (only ``self._only`` can gain), _CALM (nobody
+        can gain but by time passing), _TOUCHED (only ``self._touched`` can) or _DIRTY."""
+        # Cases in order of frequency in a swarm (a match tries them in turn).
         match event:
+            case BytesReceived():
+                req = self._requests.get(event.request)
+                if req is None:
+                    return _IGNORED
+                self._only = self._bytes(req, event.n, out)
+                return _BYTES
+            case Tick():
+                n = len(out)
+                self._timeouts(out)
+                return _CALM if len(out) == n else _DIRTY  # calm if no request stalled
+            case RequestFailed():
+                req = self._requests.get(event.request)
+                if req is None:
+                    return _CALM
+                self._request_failed(req, event, out)
+            case Have():
+                # More holders only make chunks less rare: nobody but the announcer
+                # gains something to ask for.
+                s = self._sources.get(event.source)
+                if s is None or not s.present or not 0 <= event.chunk < self.chunk_count:
+                    return _CALM
+                self._set_one(s, event.chunk, True)
+                self._touched = s
+                return _TOUCHED
             case SourceAdded():
                 self._add_source(event)
             case SourceRemoved():
@@ -244,56 +395,61 @@ class Scheduler:
                 if s is not None and not s.removed:
                     self._cancel_source(s, "source removed", out)
                     self._set_holdings(s, None, present=False)
+                    if s.kind == "mirror" and s.banned is None:
+                        self._mirrors -= 1
                     s.removed = True
+                    self._order = self._total = None
             case HaveBitfield():
                 s = self._sources.get(event.source)
                 if s is not None and s.present:
                     self._set_bitfield(s, event.bitfield)
-            case Have():
-                s = self._sources.get(event.source)
-                if s is not None and s.present and 0 <= event.chunk < self.chunk_count:
-                    self._set_one(s, event.chunk, True)
             case Lacks():
                 s = self._sources.get(event.source)
                 if s is not None and s.present and 0 <= event.chunk < self.chunk_count:
                     self._set_one(s, event.chunk, False)
             case RequestStarted():
                 req = self._requests.get(event.request)
-                if req is not None:
-                    self._started(req)
-            case BytesReceived():
-                req = self._requests.get(event.request)
-                if req is not None:
-                    only = self._bytes(req, event.n, out)
-                else:
-                    return out
+                if req is None:
+                    return _CALM
+                self._started(req)
             case ChunkVerified():
                 self._chunk_verified(event, out)
             case ChunkCorrupt():
                 self._chunk_corrupt(event, out)
             case RequestDone():
                 req = self._requests.get(event.request)
-                if req is not None:
-                    self._request_done(req, out)
-            case RequestFailed():
-                req = self._requests.get(event.request)
-                if req is not None:
-                    self._request_failed(req, event, out)
-            case Tick():
-                self._timeouts(out)
-        if self.done:
-            if not self._finished_sent:
-                self._finished_sent = True
-                for rid in list(self._requests):
-                    self._drop_request(rid, "download finished", out)
-                out.append(Finished())
+                if req is None:
+                    return _CALM
+                self._request_done(req, out)
+        return _DIRTY
+
+    def _finish(self, out: list[Action]) -> bool:
+        """If every chunk is verified: cancel what is left, say Finished once; True then."""
+        if not self.done:
+            return False
+        if not self._finished_sent:
+            self._finished_sent = True
+            for rid in list(self._requests):
+                self._drop_request(rid, "download finished", out)
+            out.append(Finished())
+        return True
+
+    def _conclude(self, out: list[Action], kind: int, tick: bool) -> list[Action]:
+        """The decision after the events: a pass as narrow as ``kind`` allows, then advice."""
+        if self._finish(out):
             return out
-        if only is not None:
-            self._pass_total = self._total_rate()
-            self._fill(only, out)
+        self._pass_total = None
+        if kind == _BYTES:
+            self._quiet = False
+            self._fill(self._only, out)
+        elif kind != _DIRTY and self._quiet and self._now < self._quiet_until:
+            if kind == _TOUCHED:
+                self._schedule_from(self._touched, out)
         else:
+            issued = self._issued
             self._schedule(out)
-        if isinstance(event, Tick):
+            self._quiet = self._issued == issued
+        if tick:
             self._advise(out)
         return out
 
@@ -307,6 +463,9 @@ class Scheduler:
             return  # a banned source stays banned for this download
         s = _Source(ev.source, ev.kind, ev.complete, self.config, self._full)
         self._sources[ev.source] = s
+        self._order = self._total = None
+        if s.kind == "mirror":
+            self._mirrors += 1
         if s.has is None:
             self._complete_holders += 1
 
@@ -319,6 +478,7 @@ class Scheduler:
                 for c, v in enumerate(s.has):
                     if v:
                         self._partial_avail[c] -= 1
+        self._order = self._total = None  # whether it is known (in the pass order) may change
         s.has = has
         s.mask = self._full if has is None else _mask_of(has)
         s.held = self.chunk_count if has is None else sum(has)
@@ -372,26 +532,40 @@ class Scheduler:
             s = self._sources[req.action.source]
             s.latency.add(max(0.0, self._now - req.issued))
             s.meter.open(self._now)
+            self._steal_epoch += 1
 
     def _bytes(self, req: _Req, n: int, out: list[Action]) -> _Source:
         self._started(req)
         s = self._sources[req.action.source]
-        req.received = min(req.action.length, req.received + max(0, n))
+        received = min(req.action.length, req.received + max(0, n))
+        s.outstanding -= received - req.received
+        req.received = received
         req.last_progress = self._now
         s.bytes_received += n
+        avg = s.meter.avg
+        before = avg.value
         s.meter.add(n, self._now)
+        if avg.value != before:
+            self._new_rate(s)
         # Chunks whose bytes have fully passed: nothing more to expect from them here.
-        req.cursor = req.action.first + req.received // self.chunk_size
+        cursor = req.action.first + req.received // self.chunk_size
         if req.received == req.action.length:
-            req.cursor = req.action.last + 1
+            cursor = req.action.last + 1
+        if cursor != req.cursor:
+            req.cursor = cursor
+            self._steal_mask = None
         self._cancel_if_useless(req, out)
         return s
 
     def _cancel_if_useless(self, req: _Req, out: list[Action]) -> None:
         """Cancel ``req`` if every chunk still ahead of it is verified (it lost a race)."""
-        ahead = req.ahead()
-        if ahead and all(self._verified[c] for c in ahead):
-            self._drop_request(req.action.id, "verified elsewhere", out)
+        action = req.action
+        lo = req.cursor if req.cursor > action.first else action.first
+        if lo > action.last:
+            return  # nothing ahead
+        ahead = ((1 << (action.last + 1)) - 1) >> lo << lo
+        if not ahead & ~self._vmask:
+            self._drop_request(action.id, "verified elsewhere", out)
 
     def _chunk_verified(self, ev: ChunkVerified, out: list[Action]) -> None:
         c = ev.chunk
@@ -405,8 +579,10 @@ class Scheduler:
         if self._verified[c]:
             return
         self._verified[c] = 1
+        self._vmask |= 1 << c
         self._missing -= 1
         self._free &= ~(1 << c)
+        self._steal_mask = None
         for rid in list(self._carriers.get(c, ())):
             req = self._requests.get(rid)
             if req is not None:
@@ -419,7 +595,10 @@ class Scheduler:
                 continue
             self._cancel_source(s, "source banned", out)
             self._set_holdings(s, None, present=False)
+            if s.kind == "mirror" and not s.removed:
+                self._mirrors -= 1
             s.banned = f"corrupt data in chunk {ev.chunk}"
+            self._order = self._total = None
             out.append(Ban(sid, s.banned))
 
     def _request_done(self, req: _Req, out: list[Action]) -> None:
@@ -452,6 +631,7 @@ class Scheduler:
         elif ev.kind == "busy":
             wait = ev.retry_after if ev.retry_after is not None else self.config.base_backoff
             s.backoff_until = max(s.backoff_until, self._now + wait)
+            self._total = None
         else:
             self._failure(s, None)
 
@@ -460,6 +640,7 @@ class Scheduler:
         cfg = self.config
         wait = backoff if backoff is not None else cfg.base_backoff * 2 ** (s.failures - 1)
         s.backoff_until = self._now + min(cfg.max_backoff, wait)
+        self._total = None
 
     def _stall_deadline(self, req: _Req) -> float:
         s = self._sources[req.action.source]
@@ -469,12 +650,25 @@ class Scheduler:
         return ref + limit
 
     def _timeouts(self, out: list[Action]) -> None:
-        for rid, req in list(self._requests.items()):
-            if self._now >= self._stall_deadline(req):
-                s = self._sources[req.action.source]
-                s.meter.stalled_sample(self._now)
-                self._drop_request(rid, "stalled", out)
-                self._failure(s, None)
+        now = self._now
+        cfg = self.config
+        stall, factor, initial = cfg.stall_timeout, cfg.stall_latencies, cfg.initial_latency
+        sources = self._sources
+        stalled: list[int] = []
+        for rid, req in self._requests.items():
+            # _stall_deadline() inlined: this runs for every request on every Tick.
+            ref = req.last_progress if req.started is not None else req.issued
+            if now < ref + stall:
+                continue  # the limit is at least stall_timeout
+            limit = max(stall, factor * sources[req.action.source].latency.get(initial))
+            if now >= ref + limit:
+                stalled.append(rid)
+        for rid in stalled:
+            s = sources[self._requests[rid].action.source]
+            s.meter.stalled_sample(now)
+            self._new_rate(s)
+            self._drop_request(rid, "stalled", out)
+            self._failure(s, None)
 
     def _forget(self, req: _Req) -> None:
         self._steal_mask = None
@@ -482,6 +676,7 @@ class Scheduler:
         self._requests.pop(rid, None)
         s = self._sources[req.action.source]
         s.requests.discard(rid)
+        s.outstanding -= req.action.length - req.received
         if not s.requests:
             s.meter.close()
         for c in req.action.chunks:
@@ -492,6 +687,9 @@ class Scheduler:
                     del self._carriers[c]
                     if not self._verified[c]:
                         self._free |= 1 << c
+                elif len(carriers) == 1:
+                    self._multi &= ~(1 << c)
+                    self._steal_epoch += 1  # stealable again (its thief gave it up)
 
     def _drop_request(self, rid: int, reason: str, out: list[Action]) -> None:
         req = self._requests.get(rid)
@@ -517,9 +715,7 @@ class Scheduler:
         return s.present and s.known and self._now >= s.backoff_until
 
     def _outstanding(self, s: _Source) -> int:
-        return sum(
-            self._requests[rid].action.length - self._requests[rid].received for rid in s.requests
-        )
+        return s.outstanding
 
     def _wants_more(self, s: _Source) -> bool:
         if not self._usable(s) or len(s.requests) >= self.config.max_requests_per_source:
@@ -531,23 +727,79 @@ class Scheduler:
         return self._outstanding(s) < target
 
     def _schedule(self, out: list[Action]) -> None:
+        """The scheduling pass: each usable source, fastest first, gets what it can take."""
+        order = self._order
+        if order is None or self._resort:
+            order = self._sort_sources()
+        self._quiet_until = self._pass(order, out)
+
+    def _schedule_from(self, s: _Source, out: list[Action]) -> None:
+        """The pass when only ``s`` can have gained something to do (a quiet state): the
+        sources before it in the order would do nothing, so start at ``s``; if ``s`` does
+        nothing either, neither would the sources after it."""
+        order = self._order
+        if order is None or self._resort:
+            order = self._sort_sources()
+        try:
+            i = order.index(s)
+        except ValueError:
+            return  # not usable at all
+        issued = self._issued
+        self._pass(order[i : i + 1], out)
+        if self._issued != issued:
+            self._quiet = False
+            self._pass(order[i + 1 :], out)
+
+    def _pass(self, order: list[_Source], out: list[Action]) -> float:
+        """Fill ``order``'s sources in turn; returns the earliest time one of them ends a
+        back-off or probe wait (what could let it act without any event)."""
         now = self._now
-        initial = self.config.initial_rate
-        # _usable() and _rate() inlined: this runs for every source on most events.
-        usable = [
-            s
-            for s in self._sources.values()
-            if s.banned is None and not s.removed and s.known and now >= s.backoff_until
-        ]
-        rates = [max(1.0, s.meter.avg.get(initial)) for s in usable]
-        # Rates and usability cannot change while a pass issues requests: sum them once.
-        self._pass_total = sum(rates)
-        order = sorted(range(len(usable)), key=lambda i: (-rates[i], usable[i].id))
-        for i in order:
-            s = usable[i]
-            if s.requests and not s.mask & self._free:
-                continue  # busy and nothing free that it holds: _fill would stop at once
+        wake = math.inf
+        for s in order:
+            # _usable() inlined (the order holds only present, known sources), then the
+            # checks _fill starts with: this loop runs over every source on most events.
+            if now < s.backoff_until:
+                if s.backoff_until < wake:
+                    wake = s.backoff_until
+                continue
+            if now < s.probe_at < wake:
+                wake = s.probe_at
+            mask = s.mask
+            if not mask & self._free:
+                if s.requests:
+                    continue  # busy and nothing free that it holds: _fill would stop at once
+                stealable = self._steal_mask
+                if not mask & (self._stealable() if stealable is None else stealable):
+                    continue  # idle, but nothing it holds could be stolen either
+                if s.miss_epoch == self._steal_epoch and s.miss_mask == mask:
+                    continue  # _fill would only retry a steal known to fail
             self._fill(s, out)
+        return wake
+
+    def _sort_sources(self) -> list[_Source]:
+        """The pass order: present, known sources by measured rate, fastest first (ties by id)."""
+        order = self._order
+        if order is None:
+            order = [
+                s for s in self._sources.values() if s.banned is None and not s.removed and s.known
+            ]
+            self._order = order
+        order.sort(key=_sort_key)
+        self._resort = False
+        return order
+
+    def _new_rate(self, s: _Source) -> None:
+        """``s``'s measured rate changed: its place in the order, and end-game sums."""
+        old = s.sort_key[0]
+        s.sort_key = (-max(1.0, s.meter.avg.get(self.config.initial_rate)), s.id)
+        self._resort = True
+        self._total = None
+        # A faster source only makes its started requests finish sooner, which makes
+        # stealing from them less attractive; a slower one, or one with a request not
+        # started yet (its wait enters the sums), can make a failed steal succeed.
+        requests = self._requests
+        if s.sort_key[0] > old or any(requests[r].started is None for r in s.requests):
+            self._steal_epoch += 1
 
     def _fill(self, s: _Source, out: list[Action]) -> None:
         for _ in range(self.config.max_requests_per_source):
@@ -567,7 +819,23 @@ class Scheduler:
             out.append(action)
 
     def _total_rate(self) -> float:
-        return sum(self._rate(s) for s in self._sources.values() if self._usable(s))
+        now = self._now
+        if self._total is not None and now < self._total_until:
+            return self._total
+        # _usable() and _rate() inlined.
+        initial = self.config.initial_rate
+        total = 0.0
+        until = math.inf
+        for s in self._sources.values():
+            if s.banned is None and not s.removed and s.known:
+                if now >= s.backoff_until:
+                    v = s.meter.avg.value
+                    total += max(1.0, initial if v is None else v)
+                elif s.backoff_until < until:
+                    until = s.backoff_until
+        self._total = total
+        self._total_until = until
+        return total
 
     def _is_slow(self, s: _Source, total: float) -> bool:
         rate = s.meter.avg.value
@@ -580,6 +848,8 @@ class Scheduler:
             return self._steal(s)
         cfg = self.config
         total = self._pass_total
+        if total is None:
+            total = self._pass_total = self._total_rate()
         slow = self._is_slow(s, total)
         probing = slow and self._now >= s.probe_at
         fast_start = self.chunk_count - self._missing < cfg.fast_start_chunks
@@ -653,52 +923,57 @@ class Scheduler:
         """End-game: take over the tail of the request that would finish last, if faster."""
         if s.requests:
             return None  # only an idle source steals, so duplicates stay few
-        if not s.mask & self._stealable():
+        if s.miss_epoch == self._steal_epoch and s.miss_mask == s.mask:
+            return None  # failed before, and nothing since could make it succeed
+        # The chunks this source could take: held by it, and stealable (ahead of a
+        # request, not verified, carried by that request alone).
+        takeable = s.mask & self._stealable()
+        if not takeable:
             return None  # it holds none of the chunks any request could give up
         cfg = self.config
+        initial = cfg.initial_rate
         rate_s = self._rate(s)
         lat_s = self._latency(s)
         best: tuple[float, int, int] | None = None
         for req in self._requests.values():
-            other = self._sources[req.action.source]
+            action = req.action
+            # Takeable chunks still ahead of this request (bitmask of its remaining range).
+            lo = req.cursor if req.cursor > action.first else action.first
+            mine = takeable & ((1 << (action.last + 1)) - 1) >> lo << lo
+            if not mine:
+                continue
+            other = self._sources[action.source]
             if other is s:
                 continue
-            ahead = [c for c in req.ahead() if not self._verified[c]]
-            if not ahead:
-                continue
-            rate_o = max(1.0, self._rate(other))
-            wait_o = 0.0
-            if req.started is None:
-                wait_o = max(0.0, req.issued + self._latency(other) - self._now)
             # The run this source could take: the last run of adjacent chunks, nearest
             # the end, that only this request carries and this source holds (a partial
             # peer skips the chunks it lacks; a second thief skips stolen ones).
-            tail: list[int] = []
-            for c in reversed(ahead):
-                takeable = len(self._carriers.get(c, ())) <= 1 and s.holds(c)
-                if takeable and (not tail or c == tail[-1] - 1):
-                    tail.append(c)
-                elif tail:
-                    break
-            if not tail:
-                continue
-            tail.reverse()
-            remaining = req.action.length - req.received
+            top = mine.bit_length() - 1
+            first = top
+            while first > 0 and (mine >> (first - 1)) & 1:
+                first -= 1
+            rate_o = max(1.0, other.meter.avg.get(initial))
+            wait_o = 0.0
+            if req.started is None:
+                wait_o = max(0.0, req.issued + self._latency(other) - self._now)
+            remaining = action.length - req.received
             finish_o = wait_o + remaining / rate_o
             # Split so both finish together: other keeps B-x, this one takes x.
             x = (finish_o - lat_s) * rate_o * rate_s / (rate_o + rate_s)
-            n = min(len(tail), int(x // self.chunk_size))
+            n = min(top - first + 1, int(x // self.chunk_size))
             if n < 1:
                 n = 1
-                last_len = self._chunk_len(tail[-1])
-                mine = lat_s + last_len / rate_s
-                if mine >= finish_o * (1 - cfg.endgame_gain):
+                last_len = self._chunk_len(top)
+                mine_t = lat_s + last_len / rate_s
+                if mine_t >= finish_o * (1 - cfg.endgame_gain):
                     continue
-            first, last = tail[-n], tail[-1]
+            first = top - n + 1
             gain = finish_o
             if best is None or (gain, -first) > (best[0], -best[1]):
-                best = (gain, first, last)
+                best = (gain, first, top)
         if best is None:
+            s.miss_epoch = self._steal_epoch
+            s.miss_mask = s.mask
             return None
         return self._make(s, best[1], best[2])
 
@@ -709,9 +984,10 @@ class Scheduler:
         if mask is None:
             mask = 0
             for req in self._requests.values():
-                for c in req.ahead():
-                    if not self._verified[c] and len(self._carriers.get(c, ())) <= 1:
-                        mask |= 1 << c
+                action = req.action
+                lo = req.cursor if req.cursor > action.first else action.first
+                mask |= ((1 << (action.last + 1)) - 1) >> lo << lo  # chunks ahead of it
+            mask &= ~(self._vmask | self._multi)
             self._steal_mask = mask
         return mask
 
@@ -732,33 +1008,43 @@ class Scheduler:
 
     def _issue(self, action: Request) -> None:
         self._steal_mask = None
+        self._steal_epoch += 1
+        self._issued += 1
         req = _Req(action=action, issued=self._now, last_progress=self._now)
         self._requests[action.id] = req
         s = self._sources[action.source]
         s.requests.add(action.id)
+        s.outstanding += action.length
         s.next_chunk = action.last + 1
         for c in action.chunks:
-            self._carriers.setdefault(c, set()).add(action.id)
+            carriers = self._carriers.setdefault(c, set())
+            carriers.add(action.id)
+            if len(carriers) == 2:
+                self._multi |= 1 << c
             self._free &= ~(1 << c)
 
     # -- advice ----------------------------------------------------------------------------
 
     def _orphans(self) -> int:
-        return sum(
-            1
-            for c in range(self.chunk_count)
-            if not self._verified[c] and self._availability(c) == 0
-        )
+        """Missing chunks no present source holds."""
+        if self._complete_holders:
+            return 0  # a complete source holds every chunk
+        verified = self._verified
+        partial = self._partial_avail
+        return sum(1 for c in range(self.chunk_count) if not verified[c] and partial[c] == 0)
 
     def _fallback_reason(self, orphans: int) -> str | None:
-        present = [s for s in self._sources.values() if s.present]
-        if any(s.kind == "mirror" for s in present):
+        if self._mirrors:
             return None
         if orphans:
             return "peers lack some chunks"
-        if not any(self._usable(s) for s in present if s.kind == "peer"):
-            return "no peer is usable"
-        return None
+        # No mirror is present, so every present, known source (the pass order) is a peer.
+        now = self._now
+        order = self._order if self._order is not None else self._sort_sources()
+        for s in order:
+            if now >= s.backoff_until:
+                return None
+        return "no peer is usable"
 
     def _advice_needed(self) -> bool:
         orphans = self._orphans()

@@ -49,6 +49,9 @@ class EventLoop:
         self._heap: list[tuple[float, int, Timer]] = []
         self._seq = 0
         self._stopped = False
+        # Cancelled timers stay in the heap until they come up; in a big swarm most
+        # entries are re-armed flow timers, so the heap is swept when it doubles.
+        self._sweep_at = 4096
         #: Callbacks fired so far (a cost measure for benchmarks).
         self.fired = 0
 
@@ -60,8 +63,19 @@ class EventLoop:
             when = self.now
         timer = Timer(when, callback, args)
         self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, timer))
+        heap = self._heap
+        heapq.heappush(heap, (when, self._seq, timer))
+        if len(heap) > self._sweep_at:
+            self._sweep()
         return timer
+
+    def _sweep(self) -> None:
+        """Drop cancelled timers from the heap (in place: :meth:`run` holds it). The
+        order of the rest is unchanged: entries compare by (time, insertion number)."""
+        heap = self._heap
+        heap[:] = [entry for entry in heap if not entry[2].cancelled]
+        heapq.heapify(heap)
+        self._sweep_at = max(4096, 2 * len(heap))
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` ``delay`` seconds from now."""

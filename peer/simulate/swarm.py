@@ -26,6 +26,7 @@ from typing import Any
 
 from peer.scheduler import Scheduler
 from peer.scheduler.actions import (
+    Action,
     Ban,
     Cancel,
     FallBackToMirrors,
@@ -139,6 +140,31 @@ class _Req:
 class Node:
     """A host in the simulation and, if it downloads, its scheduler."""
 
+    __slots__ = (
+        "bad_chunks",
+        "corrupt_sent",
+        "done_at",
+        "down_bytes",
+        "has",
+        "held",
+        "joined_at",
+        "left",
+        "left_at",
+        "name",
+        "offline",
+        "policy",
+        "present",
+        "reqs",
+        "role",
+        "sched",
+        "serving",
+        "sources",
+        "spec",
+        "up_bytes",
+        "wake",
+        "watchers",
+    )
+
     def __init__(self, spec: NodeSpec, chunks: int) -> None:
         self.spec = spec
         self.name = spec.name
@@ -192,6 +218,7 @@ class Swarm:
         self.rng = self.loop.rng
         self.net = Network(self.loop)
         self.nodes: dict[str, Node] = {}
+        self._origins: list[Node] = []  # seeds and mirrors, in the order added
         # Present reachable peers anyone may learn about (sampling pool, O(1) removal).
         self._pool: list[str] = []
         self._pool_at: dict[str, int] = {}
@@ -209,9 +236,14 @@ class Swarm:
         self.failed_requests = 0
         self.busy_answers = 0
         self.scheduler_events = 0
-        self.event_counts: dict[str, int] = {}
+        self._event_types: dict[type, int] = {}
         self.samples: list[dict[str, float]] = []
         self._started = False
+
+    @property
+    def event_counts(self) -> dict[str, int]:
+        """Scheduler events fed so far, by event type name."""
+        return {t.__name__: n for t, n in self._event_types.items()}
 
     # ---- building --------------------------------------------------------------------
 
@@ -223,6 +255,8 @@ class Swarm:
             raise SimulationError(f"duplicate host {spec.name!r}")
         node = Node(spec, self.chunks)
         self.nodes[spec.name] = node
+        if spec.role in ORIGIN_ROLES:
+            self._origins.append(node)
         self.net.add_host(spec.name, spec.up, spec.down)
         node.policy = self.config.upload_policy(spec)
         self._pending_joins += 1
@@ -285,20 +319,15 @@ class Swarm:
                 config=self.config.scheduler,
             )
             self._active_downloaders += 1
-            for other in self.nodes.values():
-                if (
-                    other.present
-                    and other is not node
-                    and (
-                        other.role == "seed"
-                        or (other.role == "mirror" and self.config.mirrors_at_start)
-                    )
-                ):
-                    self._connect(node, other)
+            # What it learns on joining reaches its scheduler as one batch.
+            news: list[Event] = []
+            for other in self._origins:
+                if other.present and (other.role == "seed" or self.config.mirrors_at_start):
+                    self._connect(node, other, news)
             k = min(self.config.neighbors, len(self._pool))
             for name in self.rng.sample(self._pool, k):
                 other = self.nodes[name]
-                self._connect(node, other)
+                self._connect(node, other, news)
                 if other.downloading and node.spec.reachable:
                     self._connect(other, node)
             if spec.abort_after is not None:
@@ -306,27 +335,37 @@ class Swarm:
             node.wake = self.loop.call_later(
                 self.rng.uniform(0, self.config.tick_interval), self._wake, node
             )
-            self._feed(node, Tick())
+            news.append(Tick())
+            self._feed_all(node, news)
         if spec.reachable and node.role not in ("mirror", "seed"):
             self._pool_at[node.name] = len(self._pool)
             self._pool.append(node.name)
         self._check_end()
 
-    def _connect(self, client: Node, server: Node) -> None:
-        """``client`` learns ``server`` as a source (and tells it what it holds)."""
+    def _connect(self, client: Node, server: Node, batch: list[Event] | None = None) -> None:
+        """``client`` learns ``server`` as a source (and tells it what it holds). The
+        events go to ``batch`` if given (the caller feeds them), else straight in."""
         if server.name in client.sources or client.sched is None:
             return
         if len(client.sources) >= self.config.max_sources and server.role not in ORIGIN_ROLES:
             return
         client.sources[server.name] = None
         server.watchers[client.name] = None
+        events: list[Event]
         if server.role == "mirror":
-            self._feed(client, SourceAdded(server.name, "mirror"))
+            events = [SourceAdded(server.name, "mirror")]
         elif server.complete:
-            self._feed(client, SourceAdded(server.name, "peer", complete=True))
+            events = [SourceAdded(server.name, "peer", complete=True)]
         else:
-            self._feed(client, SourceAdded(server.name, "peer", complete=False))
-            self._feed(client, HaveBitfield(server.name, self._bitfield(server)))
+            events = [
+                SourceAdded(server.name, "peer", complete=False),
+                HaveBitfield(server.name, self._bitfield(server)),
+            ]
+        if batch is not None:
+            batch.extend(events)
+        else:
+            for event in events:
+                self._feed(client, event)
 
     def _bitfield(self, node: Node) -> bytes:
         bits = bytearray((self.chunks + 7) // 8)
@@ -384,9 +423,26 @@ class Swarm:
         if sched is None or not node.present:
             return
         self.scheduler_events += 1
-        k = type(event).__name__
-        self.event_counts[k] = self.event_counts.get(k, 0) + 1
-        actions = sched.handle(event, self.loop.now)
+        counts = self._event_types
+        k = type(event)
+        counts[k] = counts.get(k, 0) + 1
+        self._act(node, sched.handle(event, self.loop.now))
+
+    def _feed_all(self, node: Node, events: list[Event]) -> None:
+        """Feed the events of one instant together (one decision), as an engine that
+        drains its queue does."""
+        sched = node.sched
+        if sched is None or not node.present or not events:
+            return
+        self.scheduler_events += len(events)
+        counts = self._event_types
+        for event in events:
+            k = type(event)
+            counts[k] = counts.get(k, 0) + 1
+        self._act(node, sched.handle_all(events, self.loop.now))
+
+    def _act(self, node: Node, actions: list[Action]) -> None:
+        """Carry out what ``node``'s scheduler decided."""
         for action in actions:
             if isinstance(action, Request):
                 self._request(node, action)
@@ -399,7 +455,7 @@ class Swarm:
             elif isinstance(action, Finished):
                 self._finished(node)
             elif isinstance(action, FallBackToMirrors):
-                for other in self.nodes.values():
+                for other in self._origins:
                     if other.role == "mirror" and other.present:
                         self._connect(node, other)
             elif isinstance(action, NeedMoreSources):
@@ -429,7 +485,8 @@ class Swarm:
             return
         now = self.loop.now
         every = self.config.progress_interval
-        for req in list(node.reqs.values()):
+        news: list[Event] = []  # progress reports, then Tick: one batch
+        for req in node.reqs.values():
             flow = req.flow
             if flow is None or not flow.alive or now - req.reported_at < every:
                 continue
@@ -439,9 +496,9 @@ class Swarm:
                 req.reported = moved
                 req.reported_at = now
                 self._account(req, n)
-                self._feed(node, BytesReceived(req.action.id, n))
-        if node.downloading:
-            self._feed(node, Tick())
+                news.append(BytesReceived(req.action.id, n))
+        news.append(Tick())
+        self._feed_all(node, news)
         if node.downloading:
             node.wake = self.loop.call_later(self.config.tick_interval, self._wake, node)
 
@@ -467,7 +524,7 @@ class Swarm:
             self._fail_later(req, rtt, "error", "connection refused")
         elif not server.spec.reachable or self.partitioned(client.name, server.name):
             self._fail_later(req, self.config.connect_timeout, "error", "connect timeout")
-        elif not all(server.has[c] for c in action.chunks):
+        elif 0 in server.has[action.first : action.last + 1]:
             self._fail_later(req, rtt, "missing", "416")
         else:
             retry = server.policy.admit(client.name, self.loop.now)
@@ -559,7 +616,9 @@ class Swarm:
         req.reported_at = self.loop.now
         self._account(req, n)
         rid = req.action.id
-        self._feed(client, BytesReceived(rid, n))
+        # The chunk's last bytes, its verdict and (at the end of the range) the end of
+        # the response reach the scheduler together: one batch, one decision.
+        news: list[Event] = [BytesReceived(rid, n)]
         if server.role == "malicious":
             server.corrupt_sent += 1
             self.corrupt_received += 1
@@ -567,24 +626,23 @@ class Swarm:
             if not client.has[c]:
                 client.bad_chunks.add(c)
             self.wasted_bytes += self._chunk_len(c)
-            self._feed(client, ChunkCorrupt(c, (server.name,)))
+            news.append(ChunkCorrupt(c, (server.name,)))
         else:
             if client.has[c]:
                 self.wasted_bytes += self._chunk_len(c)
             else:
                 self._store(client, c)
-            self._feed(client, ChunkVerified(c, (server.name,)))
-        if not req.alive:
-            return
+            news.append(ChunkVerified(c, (server.name,)))
         if c < req.action.last:
             req.chunk = c + 1
             end = self._chunk_end(req, c + 1)
             self.net.extend(flow, end - req.seg_end)
             req.seg_end = end
-            return
-        client.reqs.pop(rid, None)
-        self._close(req)
-        self._feed(client, RequestDone(rid))
+        else:
+            client.reqs.pop(rid, None)
+            self._close(req)
+            news.append(RequestDone(rid))
+        self._feed_all(client, news)
 
     def _chunk_len(self, c: int) -> int:
         return min(self.chunk_size, self.size - c * self.chunk_size)
@@ -595,13 +653,14 @@ class Swarm:
         node.bad_chunks.discard(c)
         self.copies[c] += 1
         side = self._side
+        news = Have(node.name, c)  # immutable: one event object for every watcher
         for w in node.watchers:
             other = self.nodes[w]
             if other.has[c] or not other.downloading:
                 continue  # a verified chunk's holders no longer matter to its scheduler
             if side is not None and side.get(w, 0) != side.get(node.name, 0):
                 continue  # the news does not cross a partition
-            self._feed(other, Have(node.name, c))
+            self._feed(other, news)
 
     # ---- faults ----------------------------------------------------------------------
 

@@ -49,3 +49,18 @@ def test_no_time_travel() -> None:
 def test_seeded_randomness_is_reproducible() -> None:
     assert EventLoop(7).rng.random() == EventLoop(7).rng.random()
     assert EventLoop(7).rng.random() != EventLoop(8).rng.random()
+
+
+def test_cancelled_timers_are_swept_without_changing_the_order() -> None:
+    loop = EventLoop()
+    seen: list[int] = []
+    keep = []
+    for i in range(10_000):
+        t = loop.call_at(1.0 + (i % 7), seen.append, i)
+        if i % 10:
+            t.cancel()  # most timers are re-armed elsewhere, as flow timers are
+        else:
+            keep.append((1.0 + (i % 7), i))
+    assert loop.pending() < 5_000  # swept when the heap doubled
+    loop.run()
+    assert seen == [i for _, i in sorted(keep)]

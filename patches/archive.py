@@ -13,6 +13,7 @@ and ar archives (.deb) whose members are any of these.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import lzma
 import re
@@ -31,7 +32,8 @@ import zstandard
 
 from patches.errors import ArchiveError, PatchFormatError
 
-RAW, DEFLATE, LZMA2, ZSTD, GZIP_CLI, BASE = 0, 1, 2, 3, 4, 5
+RAW, DEFLATE, LZMA2, ZSTD, GZIP_CLI, BASE, MD5SUMS = 0, 1, 2, 3, 4, 5, 6
+KINDS = (RAW, DEFLATE, LZMA2, ZSTD, GZIP_CLI, BASE, MD5SUMS)
 # kind, p1, p2, p3, p4, descendants, expanded length, output length
 OP = struct.Struct(">BBBbIIQQ")
 HEADER_SUFFIX = "\0header"  # unit name of a zip member's local header
@@ -100,6 +102,10 @@ class _Expander:
         )
         self.depth = depth
         self.last_deflate: tuple[int, int] | None = None
+        # A control tar's md5sums member: (op index, chunk index) of its own RAW op.
+        self.md5sums: tuple[int, int] | None = None
+        # ar level: (container op index, plain tar) of the last tar expanded in a member.
+        self.last_tar: tuple[int, bytes] | None = None
 
     def emit_compressed(self, op: Op, plain: bytes) -> None:
         """Emit a compressed range; a tar inside it is expanded further (its members too)."""
@@ -109,7 +115,20 @@ class _Expander:
                 sub.tar(op.name)
             except ArchiveError:
                 sub = None  # type: ignore[assignment]
-            if sub is not None and any(o.kind != RAW for o in sub.ops):
+            # A data tar after a control tar with md5sums is kept as a container (even
+            # with RAW children only): MD5SUMS names it, see ``ar``.
+            wanted = sub is not None and (
+                any(o.kind != RAW for o in sub.ops)
+                or sub.md5sums is not None
+                or (self.md5sums is not None and op.name.startswith("data.tar"))
+            )
+            if sub is not None and wanted:
+                if sub.md5sums is not None:
+                    self.md5sums = (
+                        len(self.ops) + 1 + sub.md5sums[0],
+                        len(self.chunks) + sub.md5sums[1],
+                    )
+                self.last_tar = (len(self.ops), plain)
                 self.total += sub.total
                 self.ops.append(
                     Op(
@@ -141,7 +160,13 @@ class _Expander:
             start, stop = m.offset_data, m.offset_data + m.size
             if not m.isfile() or start < pos or stop > len(self.data):
                 continue
-            if self.data[start : start + 3] == b"\x1f\x8b\x08" and m.size < self.budget():
+            if m.name in ("./md5sums", "md5sums") and self.depth == 1 and self.md5sums is None:
+                # Its own op: it may turn out derivable from the data tar (see ``ar``).
+                self.raw(pos, start, name)
+                self.md5sums = (len(self.ops), len(self.chunks)) if stop > start else None
+                self.raw(start, stop, name)
+                pos = stop
+            elif self.data[start : start + 3] == b"\x1f\x8b\x08" and m.size < self.budget():
                 self.raw(pos, start, name)
                 self.gzip_member(start, stop, name)
                 pos = stop
@@ -370,6 +395,7 @@ class _Expander:
         data = self.data
         self.raw(0, 8, "<ar>")
         pos = 8
+        data_tar: tuple[int, bytes] | None = None
         while pos + 60 <= len(data):
             name = data[pos : pos + 16].decode("ascii", "replace").strip().rstrip("/")
             _check_member_name(name)
@@ -381,13 +407,76 @@ class _Expander:
             if size < 0 or start + size > len(data):
                 raise ArchiveError("ar member runs past the end")
             self.raw(pos, start, name)
+            self.last_tar = None
             self.any(start, start + size, name)
+            if name.startswith("data.tar") and self.last_tar is not None:
+                data_tar = self.last_tar
             pos = start + size + (size & 1)
             self.raw(start + size, min(pos, len(data)), name)
         self.raw(pos, len(data), "<ar>")
+        if self.md5sums is not None and data_tar is not None:
+            self._derive_md5sums(*self.md5sums, *data_tar)
+
+    def _derive_md5sums(self, at: int, chunk: int, ref: int, plain_tar: bytes) -> None:
+        """Replace the control tar's md5sums by an ``MD5SUMS`` op if recomputing it from
+        the data tar gives exactly the same bytes (else it stays ``RAW``, diffed as is)."""
+        real = self.chunks[chunk]
+        for mode in MD5SUMS_MODES:
+            try:
+                derived = md5sums_of(plain_tar, mode)
+            except PatchFormatError:
+                return
+            if derived == real:
+                break
+        else:
+            return
+        old = self.ops[at]
+        self.ops[at] = Op(MD5SUMS, 0, len(real), mode, p4=ref, name=old.name)
+        self.chunks[chunk] = b""
+        self.total -= len(real)
+        # The control tar's container op spans its children's stream bytes: shrink it.
+        parent = max(i for i in range(at) if i + self.ops[i].descendants >= at)
+        p = self.ops[parent]
+        self.ops[parent] = Op(
+            p.kind, p.exp_len - len(real), p.out_len, p.p1, p.p2, p.p3, p.p4, p.descendants, p.name
+        )
 
 
 _XZ_CHECK_SIZES = {0: 0, 1: 4, 4: 8, 10: 32}
+MD5SUMS_SORTED, MD5SUMS_TAR_ORDER = 0, 1
+MD5SUMS_MODES = (MD5SUMS_SORTED, MD5SUMS_TAR_ORDER)
+
+
+def md5sums_of(plain_tar: bytes, mode: int) -> bytes:
+    """A Debian ``md5sums`` file for the regular files of a data tar.
+
+    ``md5sum``'s format (``<hex>  <path>``, path without ``./``), lines sorted by path
+    bytes (dh_md5sums: ``find | LC_ALL=C sort``) or in tar order. MD5 here is the file
+    format's field, not a security check: the rebuilt file is verified by its digests.
+    """
+    if mode not in MD5SUMS_MODES:
+        raise PatchFormatError("bad md5sums mode")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(plain_tar), mode="r:") as tf:
+            members = tf.getmembers()
+    except (tarfile.TarError, ValueError, EOFError) as exc:
+        raise PatchFormatError(f"md5sums: the data tar does not parse ({exc})") from exc
+    lines: list[tuple[bytes, bytes]] = []
+    for m in members:
+        if not m.isreg():
+            continue
+        if m.offset_data + m.size > len(plain_tar):
+            raise PatchFormatError("md5sums: data tar member runs past the end")
+        path = (m.name[2:] if m.name.startswith("./") else m.name).encode(
+            "utf-8", "surrogateescape"
+        )
+        digest = hashlib.md5(
+            plain_tar[m.offset_data : m.offset_data + m.size], usedforsecurity=False
+        )
+        lines.append((path, digest.hexdigest().encode() + b"  " + path + b"\n"))
+    if mode == MD5SUMS_SORTED:
+        lines.sort(key=lambda x: x[0])
+    return b"".join(line for _, line in lines)
 
 
 def _xz_lzma2_dict(header: bytes) -> int | None:
@@ -596,10 +685,10 @@ def decode_recipe(raw: bytes, stream_len: int, target_size: int, base_size: int 
         kind, p1, p2, p3, p4, desc, exp_len, out_len = OP.unpack_from(raw, o)
         ops.append(Op(kind, exp_len, out_len, p1, p2, p3, p4, desc))
     for op in ops:
-        if op.kind not in (RAW, DEFLATE, LZMA2, ZSTD, GZIP_CLI, BASE) or (
-            op.kind in (RAW, GZIP_CLI, BASE) and op.descendants
-        ):
+        if op.kind not in KINDS or (op.kind in (RAW, GZIP_CLI, BASE, MD5SUMS) and op.descendants):
             raise PatchFormatError("bad recipe entry")
+        if op.kind == MD5SUMS and (op.exp_len or op.p1 not in MD5SUMS_MODES):
+            raise PatchFormatError("bad recipe entry (md5sums)")
         if op.kind == BASE and (op.exp_len or op.p4 + op.out_len > base_size):
             raise PatchFormatError("bad recipe entry (outside the old file)")
         if op.kind == RAW and op.exp_len != op.out_len:
@@ -607,7 +696,27 @@ def decode_recipe(raw: bytes, stream_len: int, target_size: int, base_size: int 
     exp, out, end = _check_tree(ops, 0, len(ops), 0)
     if end != len(ops) or exp != stream_len or out != target_size:
         raise PatchFormatError("recipe does not cover the target")
+    tops = _top_indices(ops)
+    for i, op in enumerate(ops):
+        # md5sums are derived from another top-level member's tar, never from its own
+        # container: that one is rebuilt first, so no cycle and no forward reference.
+        if op.kind == MD5SUMS:
+            ref = op.p4
+            if (
+                ref not in tops
+                or not ops[ref].descendants
+                or ref <= i <= ref + ops[ref].descendants
+            ):
+                raise PatchFormatError("md5sums entry refers to no other archive member")
     return ops
+
+
+def _top_indices(ops: list[Op]) -> set[int]:
+    found, i = set(), 0
+    while i < len(ops):
+        found.add(i)
+        i += 1 + ops[i].descendants
+    return found
 
 
 def _check_tree(ops: list[Op], i: int, end: int, depth: int) -> tuple[int, int, int]:
@@ -632,10 +741,18 @@ def _check_tree(ops: list[Op], i: int, end: int, depth: int) -> tuple[int, int, 
     return exp, out, end
 
 
-def rebuild(ops: list[Op], stream: bytes, threads: int = 2, base: bytes = b"") -> Iterator[bytes]:
+def rebuild(
+    ops: list[Op],
+    stream: bytes,
+    threads: int = 2,
+    base: bytes = b"",
+    derived: dict[int, bytes] | None = None,
+) -> Iterator[bytes]:
     """Yield the archive's bytes, op by op (each checked against its declared size).
 
-    ``base`` is the old file, which ``BASE`` ops copy from.
+    ``base`` is the old file, which ``BASE`` ops copy from. ``MD5SUMS`` ops are computed
+    first, from the rebuilt plain tar of the member they name (kept to rebuild that
+    member too); nested calls get them in ``derived`` (index in ``ops`` -> bytes).
 
     zlib, lzma and zstd release the GIL while compressing, so top-level ops are
     recompressed on ``threads`` threads, a few ops ahead of what has been yielded
@@ -649,9 +766,36 @@ def rebuild(ops: list[Op], stream: bytes, threads: int = 2, base: bytes = b"") -
         pos += ops[i].exp_len
         i += 1 + ops[i].descendants
 
+    plains: dict[int, bytes] = {}
+
+    def plain_of(i: int, pos: int) -> bytes:
+        op = ops[i]
+        children = ops[i + 1 : i + 1 + op.descendants]
+        inner = {k - i - 1: v for k, v in (derived or {}).items() if i < k <= i + op.descendants}
+        return b"".join(
+            rebuild(children, bytes(view[pos : pos + op.exp_len]), threads=1, derived=inner)
+        )
+
+    if derived is None:
+        derived = {}
+        where = dict(starts)
+        for j, op in enumerate(ops):
+            if op.kind == MD5SUMS:
+                ref = op.p4
+                if ref not in where or not ops[ref].descendants:
+                    raise PatchFormatError("md5sums entry refers to no other archive member")
+                if ref not in plains:
+                    plains[ref] = plain_of(ref, where[ref])
+                derived[j] = md5sums_of(plains[ref], op.p1)
+
     def piece(at: tuple[int, int]) -> bytes:
         i, pos = at
         op = ops[i]
+        if op.kind == MD5SUMS:
+            out = derived.get(i, b"")
+            if len(out) != op.out_len or op.exp_len:
+                raise PatchFormatError("md5sums entry produced the wrong size")
+            return out
         if op.kind == BASE:
             out = base[op.p4 : op.p4 + op.out_len]
             if len(out) != op.out_len or op.exp_len:
@@ -659,10 +803,7 @@ def rebuild(ops: list[Op], stream: bytes, threads: int = 2, base: bytes = b"") -
             return out
         if op.descendants:
             # The plain input is what the nested ops rebuild from this op's stream range.
-            children = ops[i + 1 : i + 1 + op.descendants]
-            plain: bytes | memoryview = b"".join(
-                rebuild(children, bytes(view[pos : pos + op.exp_len]), threads=1)
-            )
+            plain: bytes | memoryview = plains.pop(i, None) or plain_of(i, pos)
         else:
             plain = view[pos : pos + op.exp_len]
         return _recompress(op, plain)

@@ -30,10 +30,15 @@ from dataclasses import dataclass
 
 import zstandard
 
+try:  # miniz_oxide's deflate (Rust): what maturin-built wheels are compressed with
+    from cramjam import deflate as miniz_deflate
+except ImportError:  # pragma: no cover - cramjam is in the patches extra
+    miniz_deflate = None  # type: ignore[assignment]
+
 from patches.errors import ArchiveError, PatchFormatError
 
-RAW, DEFLATE, LZMA2, ZSTD, GZIP_CLI, BASE, MD5SUMS = 0, 1, 2, 3, 4, 5, 6
-KINDS = (RAW, DEFLATE, LZMA2, ZSTD, GZIP_CLI, BASE, MD5SUMS)
+RAW, DEFLATE, LZMA2, ZSTD, GZIP_CLI, BASE, MD5SUMS, MINIZ = 0, 1, 2, 3, 4, 5, 6, 7
+KINDS = (RAW, DEFLATE, LZMA2, ZSTD, GZIP_CLI, BASE, MD5SUMS, MINIZ)
 # kind, p1, p2, p3, p4, descendants, expanded length, output length
 OP = struct.Struct(">BBBbIIQQ")
 HEADER_SUFFIX = "\0header"  # unit name of a zip member's local header
@@ -101,7 +106,7 @@ class _Expander:
             min(MAX_EXPANDED, max(1 << 20, MAX_RATIO * len(data))) if limit is None else limit
         )
         self.depth = depth
-        self.last_deflate: tuple[int, int] | None = None
+        self.last_deflate: tuple[int, int, int] | None = None
         # A control tar's md5sums member: (op index, chunk index) of its own RAW op.
         self.md5sums: tuple[int, int] | None = None
         # ar level: (container op index, plain tar) of the last tar expanded in a member.
@@ -227,25 +232,37 @@ class _Expander:
             raise ArchiveError(f"{name}: truncated deflate data")
         stop = end - len(d.unused_data)
         comp = self.data[start:stop]
-        params = self._find_deflate(plain, comp) if self.probe else (6, 8)
+        params = self._find_deflate(plain, comp) if self.probe else (DEFLATE, 6, 8)
         if params is None:
             self.emit(Op(RAW, len(comp), len(comp), name=name), comp)
         else:
-            self.emit_compressed(
-                Op(DEFLATE, len(plain), len(comp), params[0], params[1], -15, name=name), plain
-            )
+            kind, level, mem = params
+            self.emit_compressed(Op(kind, len(plain), len(comp), level, mem, -15, name=name), plain)
         return stop
 
-    def _find_deflate(self, plain: bytes, comp: bytes) -> tuple[int, int] | None:
-        tries = [(6, 8), (9, 8), *((lv, 8) for lv in range(10)), *((lv, 9) for lv in range(10))]
+    def _find_deflate(self, plain: bytes, comp: bytes) -> tuple[int, int, int] | None:
+        """(kind, level, memLevel) that reproduce ``comp``: zlib, else miniz_oxide."""
+        tries = [
+            (DEFLATE, 6, 8),
+            (DEFLATE, 9, 8),
+            *((DEFLATE, lv, 8) for lv in range(10)),
+            *((DEFLATE, lv, 9) for lv in range(10)),
+            *((MINIZ, lv, 0) for lv in (6, 9, *range(10))),
+        ]
         if self.last_deflate:
             tries.insert(0, self.last_deflate)
-        for level, mem in dict.fromkeys(tries):
-            if _reproduces(
-                lambda lv=level, m=mem: zlib.compressobj(lv, zlib.DEFLATED, -15, m), plain, comp
-            ):
-                self.last_deflate = (level, mem)
-                return level, mem
+        for kind, level, mem in dict.fromkeys(tries):
+            if kind == MINIZ:
+                found = miniz_deflate is not None and _miniz(plain, level) == comp
+            else:
+                found = _reproduces(
+                    lambda lv=level, m=mem: zlib.compressobj(lv, zlib.DEFLATED, -15, m),
+                    plain,
+                    comp,
+                )
+            if found:
+                self.last_deflate = (kind, level, mem)
+                return kind, level, mem
         return None
 
     # -- formats ------------------------------------------------------------------------
@@ -579,6 +596,15 @@ def _check_member_name(name: str) -> None:
         raise ArchiveError(f"unsafe member path {name!r}")
 
 
+def _miniz(plain: bytes | memoryview, level: int) -> bytes:
+    """Raw deflate by miniz_oxide (cramjam), as the Rust ``zip`` crate writes it."""
+    if miniz_deflate is None:
+        raise PatchFormatError("this patch needs the cramjam package (miniz_oxide deflate)")
+    if not 0 <= level <= 9:
+        raise PatchFormatError("bad miniz level")
+    return bytes(miniz_deflate.compress(bytes(plain), level=level))
+
+
 def _lzma2_compressor(preset: int, dict_size: int) -> lzma.LZMACompressor:
     return lzma.LZMACompressor(
         lzma.FORMAT_RAW,
@@ -844,6 +870,8 @@ def _recompress(op: Op, plain: bytes | memoryview) -> bytes:
             raise PatchFormatError(f"bad lzma2 parameters ({exc})") from exc
     elif op.kind == GZIP_CLI:
         out = gzip_cli(bytes(plain), op.p1)
+    elif op.kind == MINIZ:
+        out = _miniz(plain, op.p1)
     else:
         try:
             out = _zstd_compress(bytes(plain), op.p1, op.p2)

@@ -37,6 +37,11 @@ PIP_PAIRS = [  # (old spec, new spec, binary?)
     ("idna==3.7", "idna==3.8", True),
     ("attrs==24.1.0", "attrs==24.2.0", False),
     ("idna==3.7", "idna==3.8", False),
+    # The hard cases ANCHORS names: a big C-extension wheel and a Rust (maturin) one, whose
+    # members are deflated by miniz_oxide, not zlib; and a small Rust extension.
+    ("pandas==2.2.2", "pandas==2.2.3", True),
+    ("pydantic_core==2.23.3", "pydantic_core==2.23.4", True),
+    ("orjson==3.10.6", "orjson==3.10.7", True),
 ]
 APT_PAIRS = ["tzdata", "libexpat1", "libssl3"]
 

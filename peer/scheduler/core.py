@@ -475,8 +475,10 @@ class Scheduler:
             if s.has is None:
                 self._complete_holders -= 1
             else:
-                for c, v in enumerate(s.has):
-                    if v:
+                held = s.has
+                # Indexing, not enumerate(): mypyc cannot iterate a bytearray (native build).
+                for c in range(len(held)):
+                    if held[c]:
                         self._partial_avail[c] -= 1
         self._order = self._total = None  # whether it is known (in the pass order) may change
         s.has = has
@@ -487,8 +489,8 @@ class Scheduler:
             if has is None:
                 self._complete_holders += 1
             else:
-                for c, v in enumerate(has):
-                    if v:
+                for c in range(len(has)):
+                    if has[c]:
                         self._partial_avail[c] += 1
 
     def _set_bitfield(self, s: _Source, bitfield: bytes) -> None:
@@ -883,7 +885,7 @@ class Scheduler:
         want = min(want, cfg.max_request_bytes)
         if probing:
             s.probe_at = self._now + cfg.probe_interval
-            want = 0
+            want = 0.0
         count = max(1, int(want // self.chunk_size))
         if s.max_chunks is not None:
             count = min(count, s.max_chunks)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
+from . import native
 from .loop import SimulationError
 from .report import Report, build_report, plot
 from .scenarios import GIB, MIB, SCENARIOS, Params, chunk_size_for, get
@@ -66,6 +68,22 @@ def _seeding_incentives(seed: int) -> dict[str, object]:
 REPORT_SCENARIOS = {"seeding-incentives": _seeding_incentives}
 
 
+def _go_native(argv: list[str]) -> str | None:
+    """Re-start this command on the compiled build (returns only on a problem)."""
+    if native.is_native():
+        return None
+    if os.environ.get(native.ENV_FLAG):
+        return "the compiled build did not load (is its directory first on PYTHONPATH?)"
+    try:
+        path = native.build()
+    except native.NativeBuildError as exc:
+        return str(exc)
+    print(f"native build: {path}", file=sys.stderr, flush=True)
+    # -P: the current directory (perhaps a source checkout) must not shadow the build.
+    cmd = [sys.executable, "-P", "-m", "peer.simulate", *argv]
+    os.execve(sys.executable, cmd, native.native_env(path))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     ap = argparse.ArgumentParser(prog="python -m peer.simulate", description=__doc__)
@@ -78,7 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--plot", metavar="DIR", help="write PNG plots under DIR")
     ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    ap.add_argument(
+        "--native",
+        action="store_true",
+        help="run the same scheduler and simulator compiled with mypyc (built once, cached)",
+    )
     args = ap.parse_args(argv)
+    if args.native:
+        problem = _go_native(sys.argv[1:] if argv is None else argv)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     if args.list:
         for s in SCENARIOS.values():
             print(f"{s.name:<16} {s.description}")
@@ -97,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         size = parse_size(args.size)
         chunk = parse_size(args.chunk_size) if args.chunk_size else None
         report = run(args.scenario, args.peers, size, args.seed, chunk)
+        report.native = native.is_native()
     except SimulationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -50,6 +50,8 @@ class Report:
     loop_events: int
     #: CPU seconds of the run (set by the caller that timed it).
     cpu_s: float = 0.0
+    #: Ran on the mypyc-compiled scheduler and simulator (``--native``).
+    native: bool = False
     completion_times: list[float] = field(default_factory=list)
     timeseries: list[dict[str, float]] = field(default_factory=list)
 
@@ -86,7 +88,8 @@ class Report:
             ),
             (
                 "simulated / wall / CPU",
-                f"{self.sim_time_s:.0f} s / {self.wall_s:.1f} s / {self.cpu_s:.1f} s",
+                f"{self.sim_time_s:.0f} s / {self.wall_s:.1f} s / {self.cpu_s:.1f} s"
+                + (" (native build)" if self.native else ""),
             ),
             ("scheduler events", f"{self.scheduler_events}"),
         ]

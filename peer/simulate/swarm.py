@@ -369,8 +369,9 @@ class Swarm:
 
     def _bitfield(self, node: Node) -> bytes:
         bits = bytearray((self.chunks + 7) // 8)
-        for c, v in enumerate(node.has):
-            if v:
+        has = node.has
+        for c in range(len(has)):  # not enumerate(): mypyc cannot iterate a bytearray
+            if has[c]:
                 bits[c >> 3] |= 0x80 >> (c & 7)
         return bytes(bits)
 

@@ -46,6 +46,9 @@ ENV_FLAG = "WEBSEED_SIM_NATIVE"
 #: A build may take this long at most (2 cores, gcc -O3 on ~1 MB of generated C).
 BUILD_TIMEOUT = 900
 
+#: Builds of other sources kept in the cache (the newest; each is ~10 MB).
+KEEP_BUILDS = 3
+
 
 class NativeBuildError(WebseedError):
     """The compiled build could not be made (no compiler, no mypyc, a compile error)."""
@@ -92,6 +95,7 @@ def build(cache: Path | None = None) -> Path:
     cache = cache or default_cache()
     target = cache / source_digest(root)
     if (target / ".built").exists():
+        _prune(cache, keep=target)
         return target
     cache.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="build-", dir=cache))
@@ -122,7 +126,16 @@ def build(cache: Path | None = None) -> Path:
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
+    _prune(cache, keep=target)
     return target
+
+
+def _prune(cache: Path, keep: Path) -> None:
+    """Drop all but the newest :data:`KEEP_BUILDS` other builds (edits leave old ones)."""
+    builds = [p for p in cache.iterdir() if p != keep and (p / ".built").exists()]
+    builds.sort(key=lambda p: (p / ".built").stat().st_mtime_ns, reverse=True)
+    for old in builds[KEEP_BUILDS:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def native_env(path: Path) -> dict[str, str]:

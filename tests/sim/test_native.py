@@ -50,6 +50,23 @@ def test_a_cached_build_is_reused(build_dir: Path) -> None:
     assert (build_dir / ".built").stat().st_mtime_ns == stamp
 
 
+def test_old_builds_are_pruned(build_dir: Path) -> None:
+    # Other sources' builds (as left by edits): only the newest KEEP_BUILDS stay.
+    cache = build_dir.parent
+    olds = []
+    for i in range(native.KEEP_BUILDS + 2):
+        old = cache / f"old{i}"
+        old.mkdir()
+        (old / ".built").touch()
+        os.utime(old / ".built", ns=(i * 10**9, i * 10**9))
+        olds.append(old)
+    (cache / "half-built").mkdir()  # no .built stamp: not a build, left alone
+    assert native.build(cache) == build_dir
+    kept = sorted(p.name for p in olds if p.exists())
+    assert kept == [f"old{i}" for i in range(2, native.KEEP_BUILDS + 2)]
+    assert (cache / "half-built").exists() and (build_dir / ".built").exists()
+
+
 def test_the_digest_follows_every_source(tmp_path: Path) -> None:
     (tmp_path / "peer" / "sub").mkdir(parents=True)
     (tmp_path / "peer" / "sub" / "a.py").write_text("x = 1\n")

@@ -17,6 +17,10 @@ command -v faketime >/dev/null || want+=(faketime)
 command -v gpg >/dev/null || want+=(gnupg)  # ecosystem: an operator-signed apt Release
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || want+=(nftables)  # discovery: firewall rules in namespaces
 command -v gcc >/dev/null || want+=(gcc)  # patches: the ELF tests build two versions of a library
+# simulate --native (mypyc) compiles against the interpreter's headers: a Debian python3
+# has them in python3-dev (pyenv and python.org builds ship their own).
+"${PYTHON:-python3}" -c 'import os, sysconfig; raise SystemExit(not os.path.exists(
+    os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null || want+=(python3-dev)
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "system-deps: not root, cannot install: ${want[*]} (tests needing them will fail)" >&2

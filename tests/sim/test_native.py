@@ -2,19 +2,26 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
 
 from peer.simulate import cli, native
+from tests.prereq import missing
 
 SCENARIO = ["--scenario", "malicious-10", "--peers", "60", "--size", "256MiB", "--seed", "5"]
 
 
 @pytest.fixture(scope="module")
 def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("gcc") is None:
+        missing("gcc (mypyc compiles the simulator with it)")
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
+        missing("Python.h (python3-dev) for mypyc")
     # A private cache: the test builds once per run (about 40 s of CPU on 2 cores).
     return native.build(tmp_path_factory.mktemp("native-cache"))
 

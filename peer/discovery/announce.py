@@ -70,6 +70,14 @@ def check_url(url: object) -> str:
     return url.rstrip("/")
 
 
+def valid_url(url: object) -> str | None:
+    """:func:`check_url`'s normalised URL, or None where it would refuse it."""
+    try:
+        return check_url(url)
+    except AnnouncementError:
+        return None
+
+
 def address_group(url: str) -> str:
     """The address range a URL's host falls in: /24 for IPv4, /48 for IPv6, else the name.
 

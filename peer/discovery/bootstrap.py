@@ -15,8 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .announce import check_url
-from .errors import AnnouncementError
+from .announce import valid_url
 
 LAST_SERVED_FILE = "last-served.json"
 #: Most peers remembered; oldest forgotten first.
@@ -31,13 +30,6 @@ def default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or ""
     root = Path(base) if base and os.path.isabs(base) else Path.home() / ".local" / "state"
     return root / "webseed" / "discovery"
-
-
-def _valid(url: object) -> str | None:
-    try:
-        return check_url(url)
-    except AnnouncementError:
-        return None
 
 
 def load_last_served(directory: Path, now: float | None = None) -> list[dict[str, Any]]:
@@ -55,7 +47,7 @@ def load_last_served(directory: Path, now: float | None = None) -> list[dict[str
     for item in peers if isinstance(peers, list) else []:
         if not isinstance(item, dict):
             continue
-        url, last = _valid(item.get("url")), item.get("last")
+        url, last = valid_url(item.get("url")), item.get("last")
         if url is None or not isinstance(last, int | float) or now - last > MAX_AGE:
             continue
         served = item.get("bytes")
@@ -73,7 +65,7 @@ def save_last_served(directory: Path, served: Mapping[str, int], now: float | No
     now = time.time() if now is None else now
     merged = {p["url"]: p for p in load_last_served(directory, now)}
     for url, nbytes in served.items():
-        valid = _valid(url)
+        valid = valid_url(url)
         if valid is not None and nbytes > 0:
             merged[valid] = {"url": valid, "last": int(now), "bytes": int(nbytes)}
     peers = sorted(merged.values(), key=lambda p: (-p["last"], -p["bytes"]))[:MAX_REMEMBERED]
@@ -103,7 +95,7 @@ def bootstrap_urls(
     candidates += [m.get("url") for m in index_mirrors]
     out: list[str] = []
     for url in candidates:
-        valid = _valid(url)
+        valid = valid_url(url)
         if valid is not None and valid not in out:
             out.append(valid)
     return out

@@ -50,6 +50,25 @@ async def read_capped(response: httpx.Response, cap: int) -> bytes:
     return b"".join(chunks)
 
 
+async def fetch_pex(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float | None = None,
+) -> bytes:
+    """``GET`` peer ``url``'s published pex list (capped); ``DiscoveryError`` on failure."""
+    target = url.rstrip("/") + PEX_PATH
+    limit = client.timeout if timeout is None else httpx.Timeout(timeout)
+    try:
+        async with client.stream("GET", target, headers=headers, timeout=limit) as response:
+            if response.status_code != 200:
+                raise DiscoveryError(f"{target}: HTTP {response.status_code}")
+            return await read_capped(response, MAX_BODY)
+    except httpx.HTTPError as exc:
+        raise DiscoveryError(f"{target}: {type(exc).__name__}: {exc}") from exc
+
+
 async def exchange_with(
     client: httpx.AsyncClient, url: str, body: bytes, *, peer_id: str = ""
 ) -> bytes:
@@ -70,12 +89,9 @@ async def exchange_with(
                 raise DiscoveryError(f"{target}: HTTP {response.status_code}")
             else:
                 return await read_capped(response, MAX_BODY)
-        async with client.stream("GET", target, headers=headers) as response:
-            if response.status_code != 200:
-                raise DiscoveryError(f"{target}: HTTP {response.status_code}")
-            return await read_capped(response, MAX_BODY)
     except httpx.HTTPError as exc:
         raise DiscoveryError(f"{target}: {type(exc).__name__}: {exc}") from exc
+    return await fetch_pex(client, url, headers=headers)
 
 
 class Gossiper:

@@ -37,10 +37,10 @@ from typing import Protocol
 
 import httpx
 
-from peer.discovery.announce import address_group, check_url
-from peer.discovery.client import PEX_PATH, read_capped
+from peer.discovery.announce import address_group, valid_url
+from peer.discovery.client import fetch_pex, read_capped
 from peer.discovery.errors import AnnouncementError, DiscoveryError
-from peer.discovery.exchange import MAX_BODY, decode_message
+from peer.discovery.exchange import decode_message
 from peer.discovery.node import download_urls
 from peer.discovery.store import GossipStore, StoreLimits
 from peer.engine.sources import SourceSpec
@@ -117,7 +117,7 @@ class PexFinder:
         self.store = GossipStore(limits, clock=clock, self_peer=self_id)
         #: Contact URL -> times asked (insertion order: bootstrap first).
         self.asked: dict[str, int] = {}
-        self.candidates = [u for u in (_valid(c) for c in candidates) if u is not None]
+        self.candidates = [u for u in (valid_url(c) for c in candidates) if u is not None]
         self.given: set[str] = set()
         self.rounds = 0
         #: Why each round was asked for (``start`` or the scheduler's reason).
@@ -131,7 +131,7 @@ class PexFinder:
     # -- contacts -------------------------------------------------------------------------
 
     def _contact(self, url: str) -> None:
-        valid = _valid(url)
+        valid = valid_url(url)
         if valid is not None and valid not in self.asked and len(self.asked) < self.max_contacts:
             self.asked[valid] = 0
 
@@ -190,20 +190,18 @@ class PexFinder:
         return out
 
     async def _ask(self, client: httpx.AsyncClient, url: str) -> None:
-        target = url + PEX_PATH
         try:
-            async with client.stream("GET", target, timeout=self.timeout) as resp:
-                if resp.status_code != 200:
-                    raise DiscoveryError(f"{target}: HTTP {resp.status_code}")
-                body = await read_capped(resp, MAX_BODY)
-            items = decode_message(body)
-        except (httpx.HTTPError, OSError, DiscoveryError, AnnouncementError) as exc:
-            self.errors = [*self.errors[-15:], f"{target}: {exc}"]
+            items = decode_message(await fetch_pex(client, url, timeout=self.timeout))
+        except DiscoveryError as exc:  # it names the pex URL
+            self.errors = [*self.errors[-15:], str(exc)]
+            return
+        except (OSError, AnnouncementError) as exc:
+            self.errors = [*self.errors[-15:], f"{url}: {exc}"]
             return
         verdicts = self.store.add_many(items, address_group(url))
         self.verdicts.update(verdicts)
         if verdicts["rejected"]:
-            log.warning("%s: %d announcement(s) rejected", target, verdicts["rejected"])
+            log.warning("%s: %d announcement(s) rejected", url, verdicts["rejected"])
 
     def _holders(self, need: SourceNeed) -> list[SourceSpec]:
         out: list[SourceSpec] = []
@@ -261,10 +259,3 @@ class PexFinder:
             "announcements": dict(self.verdicts),
             "errors": self.errors[-8:],
         }
-
-
-def _valid(url: str) -> str | None:
-    try:
-        return check_url(url)
-    except AnnouncementError:
-        return None

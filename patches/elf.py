@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import bsdiff4.core
 
+from patches.format import decode_triples
+
 # A reference: (file offset of the field, kind, parameter).
 REL32 = 0  # target = vaddr(field) + param + int32 value   (param: bytes from field to insn end)
 ABS64 = 1  # target = uint64 value (a virtual address)
@@ -611,16 +613,6 @@ def _labelled(data: bytes, images: list[Found]) -> bytes:
     return bytes(out)
 
 
-def _decode_triples(ctrl: bytes) -> list[tuple[int, int, int]]:
-    dec = _decode_int64
-    return [(dec(ctrl, o), dec(ctrl, o + 8), dec(ctrl, o + 16)) for o in range(0, len(ctrl), 24)]
-
-
-def _decode_int64(b: bytes, o: int) -> int:
-    v = int.from_bytes(b[o : o + 8], "little")
-    return -(v & ~(1 << 63)) if v >> 63 else v
-
-
 def _sub_bytes(a: bytes, b: bytes) -> bytes:
     """Byte-wise (a - b) mod 256, lane-parallel on big integers (SWAR)."""
     n = len(a)
@@ -654,7 +646,7 @@ def encode_pairing(pairing: Pairing) -> bytes:
 
 def decode_pairing(raw: bytes, images: int) -> Pairing:
     """Inverse of :func:`encode_pairing`; ValueError if it does not describe ``images``."""
-    triples = _decode_triples(raw)
+    triples = decode_triples(raw)
     pairing: Pairing = []
     i = 0
     while i < len(triples):
@@ -727,7 +719,7 @@ def diff_both(base: bytes, target: bytes) -> tuple[bytes, bytes, bytes, bytes, b
     if not old_images or not new_images:
         return None
     ctrl, _, _ = bsdiff4.core.diff(_labelled(base, old_images), _labelled(target, new_images))
-    triples = _decode_triples(ctrl)
+    triples = decode_triples(ctrl)
     segs = _segments(triples)
     pairing: Pairing = []
     for img in old_images:
@@ -761,4 +753,4 @@ def adjusted_base(base: bytes, pairing_raw: bytes, ctrl: bytes) -> bytes:
     """
     images = find_images(base)
     pairing = decode_pairing(pairing_raw, len(images))
-    return _adjust_all(base, images, pairing, _segments(_decode_triples(ctrl)))
+    return _adjust_all(base, images, pairing, _segments(decode_triples(ctrl)))

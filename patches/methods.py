@@ -27,6 +27,7 @@ from patches.format import (
     METHOD_ZSTD_WINDOW,
     Part,
     check_zstd_frame,
+    decode_triples,
 )
 
 # bsdiff4's control triples: three 8-byte little-endian sign-magnitude integers.
@@ -46,11 +47,6 @@ ReadFn = Callable[[int, int], bytes]
 
 def _encode_triple(x: int, y: int, z: int) -> bytes:
     return b"".join(bsdiff4.core.encode_int64(v) for v in (x, y, z))
-
-
-def _decode_int64(b: bytes) -> int:
-    v = int.from_bytes(b, "little")
-    return -(v & ~(1 << 63)) if v >> 63 else v
 
 
 def bsdiff_streams(base: bytes, target: bytes) -> tuple[bytes, bytes, bytes]:
@@ -267,14 +263,7 @@ class PartApplier:
         if end > len(self._ctrl):
             raise PatchFormatError("control stream too short")
         raw = bytes(self._ctrl[self._c : end])
-        control = [
-            (
-                _decode_int64(raw[o : o + 8]),
-                _decode_int64(raw[o + 8 : o + 16]),
-                _decode_int64(raw[o + 16 : o + 24]),
-            )
-            for o in range(0, len(raw), CTRL_SIZE)
-        ]
+        control = decode_triples(raw)
         self._c = end
         # Validate what bsdiff4.core.patch would otherwise trust.
         old_pos = out = n_diff = n_extra = 0

@@ -299,6 +299,7 @@ def _jump_table_refs(data: bytes, image: Image, leas: set[int], refs: list[Ref])
 
 def _rela_refs(data: bytes, image: Image, sec: _Section, refs: list[Ref]) -> None:
     symtab = image.sections[sec.link].offset if 0 < sec.link < len(image.sections) else 0
+    v2o = _v2o_fn(image.loads)
     for p in range(sec.offset, sec.offset + sec.size - 23, 24):
         r_offset, r_info = struct.unpack_from("<QQ", data, p)
         refs.append((p, ABS64, 0))
@@ -306,7 +307,7 @@ def _rela_refs(data: bytes, image: Image, sec: _Section, refs: list[Ref]) -> Non
             refs.append((p + 12, INDEX32, symtab * 64 + 24))
         if r_info & 0xFFFFFFFF in (_R_RELATIVE, _R_IRELATIVE):
             refs.append((p + 16, ABS64, 0))
-        where = _v2o(image.loads, r_offset)
+        where = v2o(r_offset)
         if where is not None and where + 8 <= min(len(data), _file_end(image.loads, where)):
             refs.append((where, ABS64, 0))
 
@@ -342,17 +343,8 @@ def _eh_frame_refs(data: bytes, sec: _Section, refs: list[Ref]) -> None:
         p += 4 + length
 
 
-def _v2o(loads: list[Load], vaddr: int) -> int | None:
-    """File offset of a virtual address (past the file part too: .bss maps after .data)."""
-    best = None
-    for o, v, size in loads:
-        if v <= vaddr < v + size:
-            best = vaddr - v + o
-    return best
-
-
 def _o2v_fn(loads: list[Load]) -> Callable[[int], int]:
-    """A fast :func:`_o2v` for one list of loads."""
+    """Virtual address of a file offset, for one list of loads."""
     starts = [o for o, _, _ in loads]
     shift = [v - o for o, v, _ in loads]
     find = bisect.bisect_right
@@ -365,7 +357,8 @@ def _o2v_fn(loads: list[Load]) -> Callable[[int], int]:
 
 
 def _v2o_fn(loads: list[Load]) -> Callable[[int], int | None]:
-    """A fast :func:`_v2o` for one list of loads (the last containing load wins)."""
+    """File offset of a virtual address, for one list of loads (the last containing load
+    wins; past the file part too: .bss maps after .data)."""
     spans = [(v, v + size, o - v) for o, v, size in reversed(loads)]
 
     def v2o(vaddr: int) -> int | None:
@@ -566,10 +559,11 @@ def _slot_names(data: bytes, image: Image) -> dict[int, bytes]:
         if not 0 < symtab.link < len(secs):
             continue
         strtab = secs[symtab.link]
+        v2o = _v2o_fn(image.loads)
         for p in range(sec.offset, sec.offset + sec.size - 23, 24):
             r_offset, r_info = struct.unpack_from("<QQ", data, p)
             sym = r_info >> 32
-            where = _v2o(image.loads, r_offset)
+            where = v2o(r_offset)
             if not sym or where is None or (sym + 1) * 24 > symtab.size:
                 continue
             name_at = strtab.offset + struct.unpack_from("<I", data, symtab.offset + 24 * sym)[0]

@@ -251,20 +251,19 @@ class PartApplier:
             return self._bsdiff(part, base)
         return _window_decompress(base, payload, part.out_length)
 
-    def _bsdiff(self, part: Part, base: bytes) -> bytes:
-        pairing = b""
-        if part.method == METHOD_ELF:
-            end = self._c + part.b * CTRL_SIZE
-            if end > len(self._ctrl):
-                raise PatchFormatError("control stream too short")
-            pairing = bytes(self._ctrl[self._c : end])
-            self._c = end
-        end = self._c + part.a * CTRL_SIZE
+    def _take_ctrl(self, triples: int) -> bytes:
+        """The next ``triples`` control triples' bytes."""
+        end = self._c + triples * CTRL_SIZE
         if end > len(self._ctrl):
             raise PatchFormatError("control stream too short")
         raw = bytes(self._ctrl[self._c : end])
-        control = decode_triples(raw)
         self._c = end
+        return raw
+
+    def _bsdiff(self, part: Part, base: bytes) -> bytes:
+        pairing = self._take_ctrl(part.b) if part.method == METHOD_ELF else b""
+        raw = self._take_ctrl(part.a)
+        control = decode_triples(raw)
         # Validate what bsdiff4.core.patch would otherwise trust.
         old_pos = out = n_diff = n_extra = 0
         for x, y, z in control:

@@ -438,14 +438,12 @@ class _Expander:
         """Replace the control tar's md5sums by an ``MD5SUMS`` op if recomputing it from
         the data tar gives exactly the same bytes (else it stays ``RAW``, diffed as is)."""
         real = self.chunks[chunk]
-        for mode in MD5SUMS_MODES:
-            try:
-                derived = md5sums_of(plain_tar, mode)
-            except PatchFormatError:
-                return
-            if derived == real:
-                break
-        else:
+        try:
+            lines = _md5sum_lines(plain_tar)  # hashed once, then tried in each order
+        except PatchFormatError:
+            return
+        mode = next((m for m in MD5SUMS_MODES if _md5sums_in(lines, m) == real), None)
+        if mode is None:
             return
         old = self.ops[at]
         self.ops[at] = Op(MD5SUMS, 0, len(real), mode, p4=ref, name=old.name)
@@ -473,6 +471,11 @@ def md5sums_of(plain_tar: bytes, mode: int) -> bytes:
     """
     if mode not in MD5SUMS_MODES:
         raise PatchFormatError("bad md5sums mode")
+    return _md5sums_in(_md5sum_lines(plain_tar), mode)
+
+
+def _md5sum_lines(plain_tar: bytes) -> list[tuple[bytes, bytes]]:
+    """(path, ``md5sums`` line) of each regular file of a data tar, in tar order."""
     try:
         with tarfile.open(fileobj=io.BytesIO(plain_tar), mode="r:") as tf:
             members = tf.getmembers()
@@ -491,8 +494,12 @@ def md5sums_of(plain_tar: bytes, mode: int) -> bytes:
             plain_tar[m.offset_data : m.offset_data + m.size], usedforsecurity=False
         )
         lines.append((path, digest.hexdigest().encode() + b"  " + path + b"\n"))
+    return lines
+
+
+def _md5sums_in(lines: list[tuple[bytes, bytes]], mode: int) -> bytes:
     if mode == MD5SUMS_SORTED:
-        lines.sort(key=lambda x: x[0])
+        lines = sorted(lines, key=lambda x: x[0])
     return b"".join(line for _, line in lines)
 
 

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import bsdiff4.core
 
+from patches.format import decode_triples
+
 # A reference: (file offset of the field, kind, parameter).
 REL32 = 0  # target = vaddr(field) + param + int32 value   (param: bytes from field to insn end)
 ABS64 = 1  # target = uint64 value (a virtual address)
@@ -297,6 +299,7 @@ def _jump_table_refs(data: bytes, image: Image, leas: set[int], refs: list[Ref])
 
 def _rela_refs(data: bytes, image: Image, sec: _Section, refs: list[Ref]) -> None:
     symtab = image.sections[sec.link].offset if 0 < sec.link < len(image.sections) else 0
+    v2o = _v2o_fn(image.loads)
     for p in range(sec.offset, sec.offset + sec.size - 23, 24):
         r_offset, r_info = struct.unpack_from("<QQ", data, p)
         refs.append((p, ABS64, 0))
@@ -304,7 +307,7 @@ def _rela_refs(data: bytes, image: Image, sec: _Section, refs: list[Ref]) -> Non
             refs.append((p + 12, INDEX32, symtab * 64 + 24))
         if r_info & 0xFFFFFFFF in (_R_RELATIVE, _R_IRELATIVE):
             refs.append((p + 16, ABS64, 0))
-        where = _v2o(image.loads, r_offset)
+        where = v2o(r_offset)
         if where is not None and where + 8 <= min(len(data), _file_end(image.loads, where)):
             refs.append((where, ABS64, 0))
 
@@ -340,17 +343,8 @@ def _eh_frame_refs(data: bytes, sec: _Section, refs: list[Ref]) -> None:
         p += 4 + length
 
 
-def _v2o(loads: list[Load], vaddr: int) -> int | None:
-    """File offset of a virtual address (past the file part too: .bss maps after .data)."""
-    best = None
-    for o, v, size in loads:
-        if v <= vaddr < v + size:
-            best = vaddr - v + o
-    return best
-
-
 def _o2v_fn(loads: list[Load]) -> Callable[[int], int]:
-    """A fast :func:`_o2v` for one list of loads."""
+    """Virtual address of a file offset, for one list of loads."""
     starts = [o for o, _, _ in loads]
     shift = [v - o for o, v, _ in loads]
     find = bisect.bisect_right
@@ -363,7 +357,8 @@ def _o2v_fn(loads: list[Load]) -> Callable[[int], int]:
 
 
 def _v2o_fn(loads: list[Load]) -> Callable[[int], int | None]:
-    """A fast :func:`_v2o` for one list of loads (the last containing load wins)."""
+    """File offset of a virtual address, for one list of loads (the last containing load
+    wins; past the file part too: .bss maps after .data)."""
     spans = [(v, v + size, o - v) for o, v, size in reversed(loads)]
 
     def v2o(vaddr: int) -> int | None:
@@ -564,10 +559,11 @@ def _slot_names(data: bytes, image: Image) -> dict[int, bytes]:
         if not 0 < symtab.link < len(secs):
             continue
         strtab = secs[symtab.link]
+        v2o = _v2o_fn(image.loads)
         for p in range(sec.offset, sec.offset + sec.size - 23, 24):
             r_offset, r_info = struct.unpack_from("<QQ", data, p)
             sym = r_info >> 32
-            where = _v2o(image.loads, r_offset)
+            where = v2o(r_offset)
             if not sym or where is None or (sym + 1) * 24 > symtab.size:
                 continue
             name_at = strtab.offset + struct.unpack_from("<I", data, symtab.offset + 24 * sym)[0]
@@ -611,16 +607,6 @@ def _labelled(data: bytes, images: list[Found]) -> bytes:
     return bytes(out)
 
 
-def _decode_triples(ctrl: bytes) -> list[tuple[int, int, int]]:
-    dec = _decode_int64
-    return [(dec(ctrl, o), dec(ctrl, o + 8), dec(ctrl, o + 16)) for o in range(0, len(ctrl), 24)]
-
-
-def _decode_int64(b: bytes, o: int) -> int:
-    v = int.from_bytes(b[o : o + 8], "little")
-    return -(v & ~(1 << 63)) if v >> 63 else v
-
-
 def _sub_bytes(a: bytes, b: bytes) -> bytes:
     """Byte-wise (a - b) mod 256, lane-parallel on big integers (SWAR)."""
     n = len(a)
@@ -654,7 +640,7 @@ def encode_pairing(pairing: Pairing) -> bytes:
 
 def decode_pairing(raw: bytes, images: int) -> Pairing:
     """Inverse of :func:`encode_pairing`; ValueError if it does not describe ``images``."""
-    triples = _decode_triples(raw)
+    triples = decode_triples(raw)
     pairing: Pairing = []
     i = 0
     while i < len(triples):
@@ -727,7 +713,7 @@ def diff_both(base: bytes, target: bytes) -> tuple[bytes, bytes, bytes, bytes, b
     if not old_images or not new_images:
         return None
     ctrl, _, _ = bsdiff4.core.diff(_labelled(base, old_images), _labelled(target, new_images))
-    triples = _decode_triples(ctrl)
+    triples = decode_triples(ctrl)
     segs = _segments(triples)
     pairing: Pairing = []
     for img in old_images:
@@ -761,4 +747,4 @@ def adjusted_base(base: bytes, pairing_raw: bytes, ctrl: bytes) -> bytes:
     """
     images = find_images(base)
     pairing = decode_pairing(pairing_raw, len(images))
-    return _adjust_all(base, images, pairing, _segments(_decode_triples(ctrl)))
+    return _adjust_all(base, images, pairing, _segments(decode_triples(ctrl)))

@@ -54,6 +54,19 @@ MAX_PARTS = 1 << 22
 MAX_WINDOW_PAYLOAD = 1 << 31
 
 
+def decode_triples(ctrl: bytes) -> list[tuple[int, int, int]]:
+    """bsdiff4's control triples: three 8-byte little-endian sign-magnitude integers each."""
+    return [
+        (_decode_int64(ctrl, o), _decode_int64(ctrl, o + 8), _decode_int64(ctrl, o + 16))
+        for o in range(0, len(ctrl), 24)
+    ]
+
+
+def _decode_int64(b: bytes, o: int) -> int:
+    v = int.from_bytes(b[o : o + 8], "little")
+    return -(v & ~(1 << 63)) if v >> 63 else v
+
+
 @dataclass(frozen=True)
 class Part:
     """One step of rebuilding the target stream from the base stream.

@@ -27,6 +27,7 @@ from patches.format import (
     METHOD_ZSTD_WINDOW,
     Part,
     check_zstd_frame,
+    decode_triples,
 )
 
 # bsdiff4's control triples: three 8-byte little-endian sign-magnitude integers.
@@ -46,11 +47,6 @@ ReadFn = Callable[[int, int], bytes]
 
 def _encode_triple(x: int, y: int, z: int) -> bytes:
     return b"".join(bsdiff4.core.encode_int64(v) for v in (x, y, z))
-
-
-def _decode_int64(b: bytes) -> int:
-    v = int.from_bytes(b, "little")
-    return -(v & ~(1 << 63)) if v >> 63 else v
 
 
 def bsdiff_streams(base: bytes, target: bytes) -> tuple[bytes, bytes, bytes]:
@@ -255,27 +251,19 @@ class PartApplier:
             return self._bsdiff(part, base)
         return _window_decompress(base, payload, part.out_length)
 
-    def _bsdiff(self, part: Part, base: bytes) -> bytes:
-        pairing = b""
-        if part.method == METHOD_ELF:
-            end = self._c + part.b * CTRL_SIZE
-            if end > len(self._ctrl):
-                raise PatchFormatError("control stream too short")
-            pairing = bytes(self._ctrl[self._c : end])
-            self._c = end
-        end = self._c + part.a * CTRL_SIZE
+    def _take_ctrl(self, triples: int) -> bytes:
+        """The next ``triples`` control triples' bytes."""
+        end = self._c + triples * CTRL_SIZE
         if end > len(self._ctrl):
             raise PatchFormatError("control stream too short")
         raw = bytes(self._ctrl[self._c : end])
-        control = [
-            (
-                _decode_int64(raw[o : o + 8]),
-                _decode_int64(raw[o + 8 : o + 16]),
-                _decode_int64(raw[o + 16 : o + 24]),
-            )
-            for o in range(0, len(raw), CTRL_SIZE)
-        ]
         self._c = end
+        return raw
+
+    def _bsdiff(self, part: Part, base: bytes) -> bytes:
+        pairing = self._take_ctrl(part.b) if part.method == METHOD_ELF else b""
+        raw = self._take_ctrl(part.a)
+        control = decode_triples(raw)
         # Validate what bsdiff4.core.patch would otherwise trust.
         old_pos = out = n_diff = n_extra = 0
         for x, y, z in control:

@@ -398,7 +398,6 @@ class Scheduler:
                     if s.kind == "mirror" and s.banned is None:
                         self._mirrors -= 1
                     s.removed = True
-                    self._order = self._total = None
             case HaveBitfield():
                 s = self._sources.get(event.source)
                 if s is not None and s.present:
@@ -600,7 +599,6 @@ class Scheduler:
             if s.kind == "mirror" and not s.removed:
                 self._mirrors -= 1
             s.banned = f"corrupt data in chunk {ev.chunk}"
-            self._order = self._total = None
             out.append(Ban(sid, s.banned))
 
     def _request_done(self, req: _Req, out: list[Action]) -> None:

@@ -250,7 +250,6 @@ class Scheduler:
         # so it is skipped. A pure speed-up: the actions are the same.
         self._quiet = False
         self._quiet_until = 0.0
-        self._issued = 0  # requests issued so far (did a pass issue anything?)
         self._only: _Source  # the source a BytesReceived concerned (see _apply)
         self._touched: _Source  # the source a Have concerned
 
@@ -445,9 +444,9 @@ class Scheduler:
             if kind == _TOUCHED:
                 self._schedule_from(self._touched, out)
         else:
-            issued = self._issued
+            n = len(out)
             self._schedule(out)
-            self._quiet = self._issued == issued
+            self._quiet = len(out) == n  # a pass appends only the requests it issues
         if tick:
             self._advise(out)
         return out
@@ -744,9 +743,9 @@ class Scheduler:
             i = order.index(s)
         except ValueError:
             return  # not usable at all
-        issued = self._issued
+        n = len(out)
         self._pass(order[i : i + 1], out)
-        if self._issued != issued:
+        if len(out) != n:
             self._quiet = False
             self._pass(order[i + 1 :], out)
 
@@ -1009,7 +1008,6 @@ class Scheduler:
     def _issue(self, action: Request) -> None:
         self._steal_mask = None
         self._steal_epoch += 1
-        self._issued += 1
         req = _Req(action=action, issued=self._now, last_progress=self._now)
         self._requests[action.id] = req
         s = self._sources[action.source]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import operator
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from peer.scheduler.actions import (
@@ -322,7 +322,8 @@ class Scheduler:
         kind = self._apply(event, out)
         if kind == _IGNORED:
             return out
-        return self._conclude(out, kind, isinstance(event, Tick))
+        only = (self._only,) if kind == _BYTES else ()
+        return self._conclude(out, kind, isinstance(event, Tick), only)
 
     def handle_all(self, events: Iterable[Event], now: float) -> list[Action]:
         """Apply several events seen at the same time ``now``, then decide once.
@@ -346,16 +347,7 @@ class Scheduler:
             kind = _combine(kind, k)
         if kind == _IGNORED:
             return out
-        if kind == _BYTES and len(only) > 1:
-            # Several requests progressed: fill each of their sources in turn.
-            if self._finish(out):
-                return out
-            self._quiet = False
-            self._pass_total = None
-            for s in only:
-                self._fill(s, out)
-            return out  # (no Tick in this batch: a Tick is never "bytes only")
-        return self._conclude(out, kind, tick)
+        return self._conclude(out, kind, tick, only)
 
     def _apply(self, event: Event, out: list[Action]) -> int:
         """Apply one event's state changes; returns what a pass has to look at:
@@ -432,14 +424,18 @@ class Scheduler:
             out.append(Finished())
         return True
 
-    def _conclude(self, out: list[Action], kind: int, tick: bool) -> list[Action]:
-        """The decision after the events: a pass as narrow as ``kind`` allows, then advice."""
+    def _conclude(
+        self, out: list[Action], kind: int, tick: bool, only: Sequence[_Source]
+    ) -> list[Action]:
+        """The decision after the events: a pass as narrow as ``kind`` allows, then advice.
+        ``only``: for _BYTES, the sources whose requests progressed (each is filled in turn)."""
         if self._finish(out):
             return out
         self._pass_total = None
         if kind == _BYTES:
             self._quiet = False
-            self._fill(self._only, out)
+            for s in only:
+                self._fill(s, out)
         elif kind != _DIRTY and self._quiet and self._now < self._quiet_until:
             if kind == _TOUCHED:
                 self._schedule_from(self._touched, out)

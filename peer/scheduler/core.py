@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import operator
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from peer.scheduler.actions import (
@@ -250,7 +250,6 @@ class Scheduler:
         # so it is skipped. A pure speed-up: the actions are the same.
         self._quiet = False
         self._quiet_until = 0.0
-        self._issued = 0  # requests issued so far (did a pass issue anything?)
         self._only: _Source  # the source a BytesReceived concerned (see _apply)
         self._touched: _Source  # the source a Have concerned
 
@@ -323,7 +322,8 @@ class Scheduler:
         kind = self._apply(event, out)
         if kind == _IGNORED:
             return out
-        return self._conclude(out, kind, isinstance(event, Tick))
+        only = (self._only,) if kind == _BYTES else ()
+        return self._conclude(out, kind, isinstance(event, Tick), only)
 
     def handle_all(self, events: Iterable[Event], now: float) -> list[Action]:
         """Apply several events seen at the same time ``now``, then decide once.
@@ -347,16 +347,7 @@ class Scheduler:
             kind = _combine(kind, k)
         if kind == _IGNORED:
             return out
-        if kind == _BYTES and len(only) > 1:
-            # Several requests progressed: fill each of their sources in turn.
-            if self._finish(out):
-                return out
-            self._quiet = False
-            self._pass_total = None
-            for s in only:
-                self._fill(s, out)
-            return out  # (no Tick in this batch: a Tick is never "bytes only")
-        return self._conclude(out, kind, tick)
+        return self._conclude(out, kind, tick, only)
 
     def _apply(self, event: Event, out: list[Action]) -> int:
         """Apply one event's state changes; returns what a pass has to look at:
@@ -398,7 +389,6 @@ class Scheduler:
                     if s.kind == "mirror" and s.banned is None:
                         self._mirrors -= 1
                     s.removed = True
-                    self._order = self._total = None
             case HaveBitfield():
                 s = self._sources.get(event.source)
                 if s is not None and s.present:
@@ -434,21 +424,25 @@ class Scheduler:
             out.append(Finished())
         return True
 
-    def _conclude(self, out: list[Action], kind: int, tick: bool) -> list[Action]:
-        """The decision after the events: a pass as narrow as ``kind`` allows, then advice."""
+    def _conclude(
+        self, out: list[Action], kind: int, tick: bool, only: Sequence[_Source]
+    ) -> list[Action]:
+        """The decision after the events: a pass as narrow as ``kind`` allows, then advice.
+        ``only``: for _BYTES, the sources whose requests progressed (each is filled in turn)."""
         if self._finish(out):
             return out
         self._pass_total = None
         if kind == _BYTES:
             self._quiet = False
-            self._fill(self._only, out)
+            for s in only:
+                self._fill(s, out)
         elif kind != _DIRTY and self._quiet and self._now < self._quiet_until:
             if kind == _TOUCHED:
                 self._schedule_from(self._touched, out)
         else:
-            issued = self._issued
+            n = len(out)
             self._schedule(out)
-            self._quiet = self._issued == issued
+            self._quiet = len(out) == n  # a pass appends only the requests it issues
         if tick:
             self._advise(out)
         return out
@@ -600,7 +594,6 @@ class Scheduler:
             if s.kind == "mirror" and not s.removed:
                 self._mirrors -= 1
             s.banned = f"corrupt data in chunk {ev.chunk}"
-            self._order = self._total = None
             out.append(Ban(sid, s.banned))
 
     def _request_done(self, req: _Req, out: list[Action]) -> None:
@@ -746,9 +739,9 @@ class Scheduler:
             i = order.index(s)
         except ValueError:
             return  # not usable at all
-        issued = self._issued
+        n = len(out)
         self._pass(order[i : i + 1], out)
-        if self._issued != issued:
+        if len(out) != n:
             self._quiet = False
             self._pass(order[i + 1 :], out)
 
@@ -1011,7 +1004,6 @@ class Scheduler:
     def _issue(self, action: Request) -> None:
         self._steal_mask = None
         self._steal_epoch += 1
-        self._issued += 1
         req = _Req(action=action, issued=self._now, last_progress=self._now)
         self._requests[action.id] = req
         s = self._sources[action.source]

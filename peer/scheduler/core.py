@@ -723,18 +723,13 @@ class Scheduler:
 
     def _schedule(self, out: list[Action]) -> None:
         """The scheduling pass: each usable source, fastest first, gets what it can take."""
-        order = self._order
-        if order is None or self._resort:
-            order = self._sort_sources()
-        self._quiet_until = self._pass(order, out)
+        self._quiet_until = self._pass(self._pass_order(), out)
 
     def _schedule_from(self, s: _Source, out: list[Action]) -> None:
         """The pass when only ``s`` can have gained something to do (a quiet state): the
         sources before it in the order would do nothing, so start at ``s``; if ``s`` does
         nothing either, neither would the sources after it."""
-        order = self._order
-        if order is None or self._resort:
-            order = self._sort_sources()
+        order = self._pass_order()
         try:
             i = order.index(s)
         except ValueError:
@@ -771,9 +766,12 @@ class Scheduler:
             self._fill(s, out)
         return wake
 
-    def _sort_sources(self) -> list[_Source]:
-        """The pass order: present, known sources by measured rate, fastest first (ties by id)."""
+    def _pass_order(self) -> list[_Source]:
+        """The pass order: present, known sources by measured rate, fastest first (ties by
+        id); kept between passes, re-sorted only when a rate or the source set changed."""
         order = self._order
+        if order is not None and not self._resort:
+            return order
         if order is None:
             order = [
                 s for s in self._sources.values() if s.banned is None and not s.removed and s.known
@@ -1034,7 +1032,7 @@ class Scheduler:
             return "peers lack some chunks"
         # No mirror is present, so every present, known source (the pass order) is a peer.
         now = self._now
-        order = self._order if self._order is not None else self._sort_sources()
+        order = self._order if self._order is not None else self._pass_order()
         for s in order:
             if now >= s.backoff_until:
                 return None

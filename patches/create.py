@@ -58,17 +58,17 @@ def create_patch(
     ids = (base_sha, base_size, target_sha, target_size)
     candidates: list[tuple[bytes, str, float]] = []
     if target_size <= archive.MAX_EXPANDED and base_size <= archive.MAX_EXPANDED:
-        new_data = new.read_bytes()
+        old_data, new_data = old.read_bytes(), new.read_bytes()
         if archive.is_archive(new_data):
             try:
-                body = _archive_patch(old.read_bytes(), new_data, ids)
+                body = _archive_patch(old_data, new_data, ids)
             except ArchiveError:
                 body = None
             if body is not None:
                 candidates.append(body)
         # A poorly reproduced archive may still lose to the raw method: try both then.
         if not candidates or candidates[0][2] < 0.9:
-            candidates.append(_raw_patch_small(old.read_bytes(), new_data, ids))
+            candidates.append(_raw_patch_small(old_data, new_data, ids))
     else:
         candidates.append(_raw_patch_big(old, new, ids))
     candidates.sort(key=lambda c: len(c[0]))

@@ -61,8 +61,18 @@ def _check_base(old: Path, header: Header) -> None:
         raise PatchBaseMismatchError("this patch was made for another base file (sha256 differs)")
 
 
-def apply_patch(old: Path | str, patch: Path | str, dest: Path | str) -> None:
-    """Apply ``patch`` to ``old`` and atomically write the verified result to ``dest``."""
+def apply_patch(
+    old: Path | str,
+    patch: Path | str,
+    dest: Path | str,
+    *,
+    proven: archive.Proven | None = None,
+) -> None:
+    """Apply ``patch`` to ``old`` and atomically write the verified result to ``dest``.
+
+    ``proven``: compressions the caller has already run and checked (the creator's
+    probe, see :attr:`patches.archive.Expansion.proven`), reused rather than repeated.
+    """
     old, patch, dest = Path(old), Path(patch), Path(dest)
     with open(patch, "rb") as f:
         header = Header.decode(f.read(HEADER.size))
@@ -95,7 +105,7 @@ def apply_patch(old: Path | str, patch: Path | str, dest: Path | str) -> None:
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
         try:
             with os.fdopen(fd, "wb") as out:
-                digest = _rebuild(old, f, header, recipe_raw, parts, applier, out)
+                digest = _rebuild(old, f, header, recipe_raw, parts, applier, out, proven)
                 out.flush()
                 os.fsync(out.fileno())
             if digest != header.target_sha256 or os.path.getsize(tmp) != header.target_size:
@@ -114,6 +124,7 @@ def _rebuild(
     parts: list[Part],
     applier: PartApplier,
     out: BinaryIO,
+    proven: archive.Proven | None,
 ) -> bytes:
     h = hashlib.sha256()
     if header.transform == TRANSFORM_ARCHIVE:
@@ -134,7 +145,7 @@ def _rebuild(
                 part, base[part.base_offset : part.base_offset + part.base_length], payload
             )
         applier.finish()
-        for piece in archive.rebuild(ops, bytes(target), base=old_data):
+        for piece in archive.rebuild(ops, bytes(target), base=old_data, proven=proven):
             h.update(piece)
             out.write(piece)
         return h.digest()

@@ -26,7 +26,8 @@ import zlib
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import zstandard
 
@@ -46,7 +47,13 @@ MAX_DEPTH = 2  # archive inside a compressed range inside an archive: .deb > dat
 _GZIP_TIMEOUT = 120
 MAX_EXPANDED = 512 << 20  # above this an archive is diffed raw, bounding memory
 MAX_RATIO = 200  # expanded/compressed; beyond it we call it a bomb and diff raw
-_PROBE_STEP = 1 << 18
+_PROBE_STEP = 1 << 18  # compressors are fed this much at a time, when probing and rebuilding
+
+# Compressions run and compared byte for byte while probing: (kind, p1, p2, p3, p4,
+# sha256 of the input) -> the output. Rebuilding feeds compressors exactly as probing
+# does (see :func:`_feed`), so the creator's check of its own patch reuses these
+# instead of compressing everything a second time.
+Proven = dict[tuple[int, int, int, int, int, bytes], bytes]
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,11 @@ class Expansion:
 
     stream: bytes
     ops: list[Op]
+    proven: Proven = field(default_factory=dict)
+
+
+def _proof_key(op: Op, plain: bytes | memoryview) -> tuple[int, int, int, int, int, bytes]:
+    return (op.kind, op.p1, op.p2, op.p3, op.p4, hashlib.sha256(plain).digest())
 
 
 class _Expander:
@@ -95,9 +107,11 @@ class _Expander:
         limit: int | None = None,
         depth: int = 0,
         unchanged: dict[bytes, int] | None = None,
+        proven: Proven | None = None,
     ) -> None:
         self.data = data
         self.probe = probe
+        self.proven: Proven = {} if proven is None else proven
         self.unchanged = unchanged or {}
         self.chunks: list[bytes] = []
         self.ops: list[Op] = []
@@ -112,10 +126,16 @@ class _Expander:
         # ar level: (container op index, plain tar) of the last tar expanded in a member.
         self.last_tar: tuple[int, bytes] | None = None
 
-    def emit_compressed(self, op: Op, plain: bytes) -> None:
-        """Emit a compressed range; a tar inside it is expanded further (its members too)."""
+    def emit_compressed(self, op: Op, plain: bytes, comp: bytes) -> None:
+        """Emit a compressed range; a tar inside it is expanded further (its members too).
+
+        ``comp`` is what compressing ``plain`` as ``op`` says gives: when probing it was
+        just checked, so it is kept in :attr:`proven`.
+        """
+        if self.probe:
+            self.proven[_proof_key(op, plain)] = comp
         if self.depth < MAX_DEPTH and _is_tar(plain):
-            sub = _Expander(plain, self.probe, self.budget(), self.depth + 1)
+            sub = _Expander(plain, self.probe, self.budget(), self.depth + 1, proven=self.proven)
             try:
                 sub.tar(op.name)
             except ArchiveError:
@@ -186,7 +206,7 @@ class _Expander:
             self.raw(start, stop, name)
             return
         if self.probe:
-            sub = _Expander(comp, True, self.budget(), self.depth + 1)
+            sub = _Expander(comp, True, self.budget(), self.depth + 1, proven=self.proven)
             try:
                 sub.gzip(0, len(comp), name)
             except ArchiveError:
@@ -200,7 +220,9 @@ class _Expander:
             if level is None:
                 self.raw(start, stop, name)
                 return
-            self.emit(Op(GZIP_CLI, len(plain), len(comp), level, name=name), plain)
+            op = Op(GZIP_CLI, len(plain), len(comp), level, name=name)
+            self.proven[_proof_key(op, plain)] = comp
+            self.emit(op, plain)
         else:
             self.emit(Op(GZIP_CLI, len(plain), len(comp), 9, name=name), plain)
 
@@ -237,7 +259,9 @@ class _Expander:
             self.emit(Op(RAW, len(comp), len(comp), name=name), comp)
         else:
             kind, level, mem = params
-            self.emit_compressed(Op(kind, len(plain), len(comp), level, mem, -15, name=name), plain)
+            self.emit_compressed(
+                Op(kind, len(plain), len(comp), level, mem, -15, name=name), plain, comp
+            )
         return stop
 
     def _find_deflate(self, plain: bytes, comp: bytes) -> tuple[int, int, int] | None:
@@ -255,11 +279,7 @@ class _Expander:
             if kind == MINIZ:
                 found = miniz_deflate is not None and _miniz(plain, level) == comp
             else:
-                found = _reproduces(
-                    lambda lv=level, m=mem: zlib.compressobj(lv, zlib.DEFLATED, -15, m),
-                    plain,
-                    comp,
-                )
+                found = _reproduces(zlib.compressobj(level, zlib.DEFLATED, -15, mem), plain, comp)
             if found:
                 self.last_deflate = (kind, level, mem)
                 return kind, level, mem
@@ -325,7 +345,7 @@ class _Expander:
                 self.emit(Op(RAW, len(comp), len(comp), name=name), comp)
             else:
                 self.emit_compressed(
-                    Op(LZMA2, len(plain), len(comp), preset, p4=dict_size, name=name), plain
+                    Op(LZMA2, len(plain), len(comp), preset, p4=dict_size, name=name), plain, comp
                 )
             pad = (-(stop - pos)) % 4
             self.raw(stop, stop + pad + check_size, name)
@@ -337,7 +357,7 @@ class _Expander:
         for preset in (6, 9, 0, 1, 2, 3, 4, 5, 7, 8):
             for extreme in (0, lzma.PRESET_EXTREME):
                 p = preset | extreme
-                if _reproduces(lambda p=p: _lzma2_compressor(p, dict_size), plain, comp):
+                if _reproduces(_lzma2_compressor(p, dict_size), plain, comp):
                     return p & 0x7F | (0x80 if extreme else 0)
         return None
 
@@ -372,7 +392,9 @@ class _Expander:
         if found is None:
             self.emit(Op(RAW, len(comp), len(comp), name=name), comp)
         else:
-            self.emit_compressed(Op(ZSTD, len(plain), len(comp), found, flags, name=name), plain)
+            self.emit_compressed(
+                Op(ZSTD, len(plain), len(comp), found, flags, name=name), plain, comp
+            )
 
     def zip(self) -> None:
         data = self.data
@@ -612,6 +634,11 @@ def _miniz(plain: bytes | memoryview, level: int) -> bytes:
     return bytes(miniz_deflate.compress(bytes(plain), level=level))
 
 
+class _Compressor(Protocol):
+    def compress(self, data: bytes | memoryview, /) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
 def _lzma2_compressor(preset: int, dict_size: int) -> lzma.LZMACompressor:
     return lzma.LZMACompressor(
         lzma.FORMAT_RAW,
@@ -626,17 +653,21 @@ def _zstd_compress(plain: bytes, level: int, flags: int) -> bytes:
     return c.compress(plain)
 
 
-def _reproduces(make: object, plain: bytes, comp: bytes) -> bool:
-    """Compress ``plain`` incrementally, giving up at the first differing byte."""
-    c = make()  # type: ignore[operator]
-    got = 0
+def _feed(c: _Compressor, plain: bytes | memoryview) -> Iterator[bytes]:
+    """What ``c`` outputs for ``plain``, fed in :data:`_PROBE_STEP` pieces, then flushed."""
     for i in range(0, len(plain), _PROBE_STEP):
-        out = c.compress(plain[i : i + _PROBE_STEP])
+        yield c.compress(plain[i : i + _PROBE_STEP])
+    yield c.flush()
+
+
+def _reproduces(c: _Compressor, plain: bytes, comp: bytes) -> bool:
+    """Compress ``plain`` incrementally with ``c``, giving up at the first differing byte."""
+    got = 0
+    for out in _feed(c, plain):
         if out != comp[got : got + len(out)]:
             return False
         got += len(out)
-    out = c.flush()
-    return bool(out == comp[got:] and got + len(out) == len(comp))
+    return got == len(comp)
 
 
 def expand(data: bytes, probe: bool, base: bytes | None = None) -> Expansion:
@@ -654,7 +685,7 @@ def expand(data: bytes, probe: bool, base: bytes | None = None) -> Expansion:
         ex.ar()
     else:
         ex.any(0, len(data), "<file>")
-    return Expansion(b"".join(ex.chunks), ex.ops)
+    return Expansion(b"".join(ex.chunks), ex.ops, ex.proven)
 
 
 _BASE_MIN = 64  # smaller members are cheaper as they are
@@ -693,12 +724,18 @@ def is_archive(data: bytes) -> bool:
 
 def expand_base(data: bytes) -> bytes:
     """The base stream of a file: its expansion, or the file itself if not expandable."""
+    return base_expansion(data).stream
+
+
+def base_expansion(data: bytes) -> Expansion:
+    """The old file's expansion (for its stream and members), or the file itself with no
+    ops if it is not an expandable archive."""
     if not is_archive(data):
-        return data
+        return Expansion(data, [])
     try:
-        return expand(data, probe=False).stream
+        return expand(data, probe=False)
     except ArchiveError:
-        return data
+        return Expansion(data, [])
 
 
 def encode_recipe(ops: list[Op]) -> bytes:
@@ -780,6 +817,7 @@ def rebuild(
     threads: int = 2,
     base: bytes = b"",
     derived: dict[int, bytes] | None = None,
+    proven: Proven | None = None,
 ) -> Iterator[bytes]:
     """Yield the archive's bytes, op by op (each checked against its declared size).
 
@@ -790,6 +828,7 @@ def rebuild(
     zlib, lzma and zstd release the GIL while compressing, so top-level ops are
     recompressed on ``threads`` threads, a few ops ahead of what has been yielded
     (memory stays a few pieces; numpy's 1000 deflated members: ~1.3 s -> ~0.7 s).
+    ``proven`` (from :func:`expand` with ``probe``) supplies compressions already run.
     """
     view = memoryview(stream)
     starts: list[tuple[int, int]] = []  # (op index, stream position) of each top-level op
@@ -806,7 +845,13 @@ def rebuild(
         children = ops[i + 1 : i + 1 + op.descendants]
         inner = {k - i - 1: v for k, v in (derived or {}).items() if i < k <= i + op.descendants}
         return b"".join(
-            rebuild(children, bytes(view[pos : pos + op.exp_len]), threads=1, derived=inner)
+            rebuild(
+                children,
+                bytes(view[pos : pos + op.exp_len]),
+                threads=1,
+                derived=inner,
+                proven=proven,
+            )
         )
 
     if derived is None:
@@ -839,7 +884,7 @@ def rebuild(
             plain: bytes | memoryview = plains.pop(i, None) or plain_of(i, pos)
         else:
             plain = view[pos : pos + op.exp_len]
-        return _recompress(op, plain)
+        return _recompress(op, plain, proven)
 
     if threads < 2 or len(starts) < 2:
         yield from map(piece, starts)
@@ -858,21 +903,24 @@ def rebuild(
                 fut.cancel()
 
 
-def _recompress(op: Op, plain: bytes | memoryview) -> bytes:
-    if op.kind == RAW:
+def _recompress(op: Op, plain: bytes | memoryview, proven: Proven | None = None) -> bytes:
+    known = proven.get(_proof_key(op, plain)) if proven and op.kind != RAW else None
+    if known is not None:
+        out = known
+    elif op.kind == RAW:
         out = bytes(plain)
     elif op.kind == DEFLATE:
         try:
             c = zlib.compressobj(op.p1, zlib.DEFLATED, op.p3, op.p2)
         except (ValueError, zlib.error) as exc:
             raise PatchFormatError(f"bad deflate parameters ({exc})") from exc
-        out = c.compress(plain) + c.flush()
+        out = b"".join(_feed(c, plain))
     elif op.kind == LZMA2:
         try:
             lz = _lzma2_compressor(
                 op.p1 & 0x7F | (lzma.PRESET_EXTREME if op.p1 & 0x80 else 0), op.p4
             )
-            out = lz.compress(plain) + lz.flush()
+            out = b"".join(_feed(lz, plain))
         except (ValueError, lzma.LZMAError) as exc:
             raise PatchFormatError(f"bad lzma2 parameters ({exc})") from exc
     elif op.kind == GZIP_CLI:

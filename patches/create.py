@@ -20,7 +20,8 @@ from patches.format import (
     TRANSFORM_ARCHIVE,
     TRANSFORM_IDENTITY,
     Header,
-    compress,
+    compressions,
+    smallest,
 )
 from patches.methods import BSDIFF_LIMIT, DiffBuilder, DiffPool, ReadFn, parallel_bsdiff
 
@@ -57,11 +58,12 @@ def create_patch(
     target_sha, target_size = _sha256_file(new)
     ids = (base_sha, base_size, target_sha, target_size)
     candidates: list[tuple[bytes, str, float]] = []
+    proven: archive.Proven = {}
     if target_size <= archive.MAX_EXPANDED and base_size <= archive.MAX_EXPANDED:
         old_data, new_data = old.read_bytes(), new.read_bytes()
         if archive.is_archive(new_data):
             try:
-                body = _archive_patch(old_data, new_data, ids)
+                body = _archive_patch(old_data, new_data, ids, proven)
             except ArchiveError:
                 body = None
             if body is not None:
@@ -73,25 +75,39 @@ def create_patch(
         candidates.append(_raw_patch_big(old, new, ids))
     candidates.sort(key=lambda c: len(c[0]))
     for blob, transform, reproduced in candidates:
-        if _install(blob, transform, old, out, target_sha, verify):
+        if _install(blob, transform, old, out, target_sha, verify, proven):
             return PatchInfo(out, len(blob), transform, reproduced)
     # The archive patch did not reproduce the target: a raw diff always does.
     raw = _raw_patch_small(old.read_bytes(), new.read_bytes(), ids)
-    if not _install(*raw[:2], old, out, target_sha, verify):  # pragma: no cover - defensive
+    if not _install(*raw[:2], old, out, target_sha, verify, {}):  # pragma: no cover - defensive
         raise PatchError("no patch method reproduced the target")
     return PatchInfo(out, len(raw[0]), "raw", 0.0)
 
 
 def _install(
-    blob: bytes, transform: str, old: Path, out: Path, target_sha: bytes, verify: bool
+    blob: bytes,
+    transform: str,
+    old: Path,
+    out: Path,
+    target_sha: bytes,
+    verify: bool,
+    proven: archive.Proven,
 ) -> bool:
-    """Write ``blob`` to ``out`` atomically unless it is an archive patch that fails to apply."""
+    """Write ``blob`` to ``out`` atomically unless it is an archive patch that fails to apply.
+
+    The check is the client's whole apply, except that compressions the probe already
+    ran and compared (``proven``) are not run again.
+    """
     tmp_dir = out.parent if str(out.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=".wspatch-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
-        if verify and transform == "archive" and not _reproduces(old, Path(tmp), target_sha):
+        if (
+            verify
+            and transform == "archive"
+            and not _reproduces(old, Path(tmp), target_sha, proven)
+        ):
             return False
         os.replace(tmp, out)
         return True
@@ -100,21 +116,21 @@ def _install(
             os.unlink(tmp)
 
 
-def _reproduces(old: Path, patch: Path, target_sha: bytes) -> bool:
+def _reproduces(old: Path, patch: Path, target_sha: bytes, proven: archive.Proven) -> bool:
     with tempfile.TemporaryDirectory(dir=patch.parent) as d:
         dest = Path(d) / "check"
         try:
-            apply_patch(old, patch, dest)
+            apply_patch(old, patch, dest, proven=proven)
         except PatchError:
             return False
         return _sha256_file(dest)[0] == target_sha
 
 
 def _archive_patch(
-    old_data: bytes, new_data: bytes, ids: tuple[bytes, int, bytes, int]
+    old_data: bytes, new_data: bytes, ids: tuple[bytes, int, bytes, int], proven: archive.Proven
 ) -> tuple[bytes, str, float]:
-    base_stream = archive.expand_base(old_data)
-    base_units = _units_of_base(old_data, base_stream)
+    base = archive.base_expansion(old_data)
+    base_stream, base_units = base.stream, _units_of_base(old_data, base)
     pool, guessed = _speculate(old_data, new_data, base_stream, base_units)
     try:
         target = archive.expand(new_data, probe=True, base=old_data)
@@ -122,6 +138,7 @@ def _archive_patch(
         if pool is not None:
             pool.close()
         raise
+    proven.update(target.proven)
     plan, jobs = _plan(target, base_stream, base_units)
     if pool is not None and guessed == _identity(target):
         diffs = iter(pool.results())
@@ -173,7 +190,8 @@ def _speculate(
         guess = archive.expand(new_data, probe=False, base=old_data)
     except ArchiveError:
         return None, None
-    return DiffPool(_plan(guess, base_stream, base_units)[1], WORKERS), _identity(guess)
+    jobs = _plan(guess, base_stream, base_units)[1]
+    return DiffPool(jobs, WORKERS, background=True), _identity(guess)
 
 
 def _identity(expansion: archive.Expansion) -> tuple[bytes, list[tuple[str, int]]]:
@@ -227,13 +245,12 @@ def _units(ops: list[archive.Op]) -> list[tuple[str, int]]:
     return units
 
 
-def _units_of_base(old_data: bytes, base_stream: bytes) -> dict[str, tuple[int, int]]:
-    if base_stream is old_data:  # not an archive: one unit, the whole file
+def _units_of_base(old_data: bytes, base: archive.Expansion) -> dict[str, tuple[int, int]]:
+    if not base.ops:  # not an archive: one unit, the whole file
         return {"<file>": (0, len(old_data))}
-    ops = archive.expand(old_data, probe=False).ops
     found: dict[str, tuple[int, int]] = {}
     pos = 0
-    for name, length in _units(archive.leaves(ops)):
+    for name, length in _units(archive.leaves(base.ops)):
         found.setdefault(name, (pos, length))
         found.setdefault(archive.member_key(name), (pos, length))
         pos += length
@@ -296,9 +313,15 @@ def _assemble(
         # -> 7).
         b"".join(p.encode() for p in builder.parts),
     ]
-    # xz and zstd release the GIL: the sections compress side by side.
+    # xz and zstd release the GIL: every (section, codec) runs side by side, biggest first.
+    tasks = [(i, make) for i, data in enumerate(raw) for make in compressions(data)]
+    order = sorted(range(len(tasks)), key=lambda t: -len(raw[tasks[t][0]]))
     with ThreadPoolExecutor(WORKERS) as pool:
-        *sections, table = pool.map(compress, raw)
+        futures = {t: pool.submit(tasks[t][1]) for t in order}
+        outputs: list[list[bytes]] = [[] for _ in raw]
+        for t, (i, _) in enumerate(tasks):
+            outputs[i].append(futures[t].result())
+    *sections, table = [smallest(out) for out in outputs]
     body = b"".join(sections) + table + payloads
     header = Header(
         transform=transform,

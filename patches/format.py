@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import lzma
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import zstandard
@@ -203,17 +204,31 @@ def compress(data: bytes, level: int = 19) -> bytes:
     xz -9e packs bsdiff's diff stream of rebuilt executables ~15% tighter than
     zstd -19 (libcrypto.so.3: 155 KB vs 182 KB); the reader tells them by magic.
     """
+    return smallest([make() for make in compressions(data, level)])
+
+
+def compressions(data: bytes, level: int = 19) -> list[Callable[[], bytes]]:
+    """The candidate compressions of a section (zstd first), to run side by side.
+
+    Both codecs release the GIL, so a caller with threads can run them at once and
+    keep the :func:`smallest`; that is :func:`compress`'s result, byte for byte.
+    """
     if not data:
-        return b""
+        return [lambda: b""]
     wlog = _window_log(len(data))
     params = zstandard.ZstdCompressionParameters.from_level(level, window_log=wlog)
-    best = zstandard.ZstdCompressor(compression_params=params).compress(data)
+    found = [lambda: zstandard.ZstdCompressor(compression_params=params).compress(data)]
     if len(data) <= XZ_SECTION_LIMIT:
         preset = 9 | lzma.PRESET_EXTREME if len(data) <= XZ_SECTION_LIMIT // 4 else 9
-        xz = lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, preset=preset)
-        if len(xz) < len(best):
-            best = xz
-    return best
+        found.append(
+            lambda: lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, preset=preset)
+        )
+    return found
+
+
+def smallest(outputs: list[bytes]) -> bytes:
+    """The shortest output, the earliest on a tie (zstd: it decompresses faster)."""
+    return min(outputs, key=len)
 
 
 def check_zstd_frame(data: bytes, size: int, what: str) -> None:

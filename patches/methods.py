@@ -98,9 +98,13 @@ class DiffPool:
     :data:`PARALLEL_MIN` bytes go to worker processes, largest first (for balance).
     They start at once, so the caller can do other work meanwhile; :meth:`results` then
     diffs the small pairs in this process and collects everything in input order.
+    With ``background`` even a single big pair goes to a worker: the caller has other
+    work to overlap with it.
     """
 
-    def __init__(self, jobs: list[tuple[bytes, bytes]], workers: int) -> None:
+    def __init__(
+        self, jobs: list[tuple[bytes, bytes]], workers: int, *, background: bool = False
+    ) -> None:
         self._jobs = jobs
         big = sorted(
             (i for i, (b, t) in enumerate(jobs) if len(b) + len(t) >= PARALLEL_MIN),
@@ -108,7 +112,7 @@ class DiffPool:
         )
         self._pool: ProcessPoolExecutor | None = None
         self._futures: dict[int, Future[Streams]] = {}
-        if workers >= 2 and len(big) >= 2:
+        if workers >= 2 and len(big) >= (1 if background else 2):
             # fork: workers need nothing pickled but the pairs, and spawn would re-import
             # the caller's __main__ (breaking unguarded scripts). Callers are single-threaded.
             ctx = multiprocessing.get_context("fork")

@@ -19,6 +19,7 @@ from patches import archive, methods
 from patches import create as create_mod
 from patches.apply import apply_patch, read_header
 from patches.create import create_patch
+from patches.errors import PatchTargetMismatchError
 from patches.format import TRANSFORM_ARCHIVE, TRANSFORM_IDENTITY
 from tests.patches.conftest import mutate, text_blob
 
@@ -297,3 +298,68 @@ def test_speculation_does_not_change_the_patch(
     monkeypatch.setattr(create_mod, "SPECULATE_MAX", 0)
     create_patch(a, b, tmp_path / "plain.wsp")
     assert (tmp_path / "spec.wsp").read_bytes() == (tmp_path / "plain.wsp").read_bytes()
+
+
+def test_proven_compressions_are_what_rebuilding_computes(tmp_path: Path) -> None:
+    """Every compression the probe keeps is exactly what the rebuild would compute.
+
+    A .deb-like archive covers deflate (gzip member), a gzip file inside a tar, LZMA2
+    around a nested tar, and zstd; the creator's self-check reuses these outputs.
+    """
+    inner = {**SRC, "doc/changelog.gz": gzip.compress(SRC["pkg/mod1.py"], 9, mtime=0)}
+    deb = make_ar(
+        {
+            "debian-binary": b"2.0\n",
+            "control.tar.gz": gzip.compress(make_tar({"control": b"Package: x\n"}), 9, mtime=0),
+            "data.tar.xz": lzma.compress(make_tar(inner)),
+            "extra.zst": zstandard.ZstdCompressor(level=19).compress(SRC["pkg/mod2.py"]),
+        }
+    )
+    exp = archive.expand(deb, probe=True)
+    assert {key[0] for key in exp.proven} >= {archive.DEFLATE, archive.LZMA2, archive.ZSTD}
+    # Each kept output is a compressed range of the archive (or of its data tar).
+    data_tar = make_tar(inner)
+    assert all(out in deb or out in data_tar for out in exp.proven.values())
+    assert b"".join(archive.rebuild(exp.ops, exp.stream)) == deb
+    assert b"".join(archive.rebuild(exp.ops, exp.stream, proven=exp.proven)) == deb
+
+
+def test_proven_outputs_are_trusted_so_a_wrong_one_fails_the_digest(tmp_path: Path) -> None:
+    """The memo only replaces running the compressor: a wrong entry cannot slip through,
+    the rebuilt file then fails the target digest and nothing is written."""
+    old = lzma.compress(make_tar(SRC))
+    new = lzma.compress(make_tar({k: mutate(v, 31, 2) for k, v in SRC.items()}))
+    a, b, p = tmp_path / "a.xz", tmp_path / "b.xz", tmp_path / "p.wsp"
+    a.write_bytes(old)
+    b.write_bytes(new)
+    create_patch(a, b, p)
+    exp = archive.expand(new, probe=True)
+    assert exp.proven
+    forged = {key: bytes(len(out)) for key, out in exp.proven.items()}
+    with pytest.raises(PatchTargetMismatchError):
+        apply_patch(a, p, tmp_path / "out", proven=forged)
+    assert not (tmp_path / "out").exists()
+    apply_patch(a, p, tmp_path / "out", proven=exp.proven)
+    assert (tmp_path / "out").read_bytes() == new
+
+
+def test_creation_check_reuses_the_probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The creator's self-check does not run the slow compressor a second time."""
+    old = lzma.compress(make_tar(SRC))
+    new = lzma.compress(make_tar({k: mutate(v, 32, 2) for k, v in SRC.items()}))
+    a, b = tmp_path / "a.xz", tmp_path / "b.xz"
+    a.write_bytes(old)
+    b.write_bytes(new)
+    made = []
+    real = archive._lzma2_compressor
+
+    def counting(preset: int, dict_size: int) -> lzma.LZMACompressor:
+        made.append(preset)
+        return real(preset, dict_size)
+
+    monkeypatch.setattr(archive, "_lzma2_compressor", counting)
+    create_patch(a, b, tmp_path / "p.wsp")
+    probing = len(made)
+    assert probing >= 1
+    apply_patch(a, tmp_path / "p.wsp", tmp_path / "out")  # a client: compresses once more
+    assert len(made) == probing + 1

@@ -29,12 +29,16 @@ any parse problem means "no references" (on both sides alike), never an exceptio
 from __future__ import annotations
 
 import bisect
-import contextlib
 import re
 import struct
 import zlib
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from itertools import chain, compress, repeat, starmap
+from operator import add, and_, itemgetter, lt, rshift
+from re import Match
 
 import bsdiff4.core
 
@@ -84,16 +88,47 @@ def _class(chars: bytes) -> bytes:
     return b"[" + b"".join(b"\\x%02x" % c for c in chars) + b"]"
 
 
-_CANDIDATE = re.compile(
-    b"(?:[\\xe8\\xe9]|\\x0f[\\x80-\\x8f]|"
-    + _class(_OPS1)
-    + _class(_MODRM_RIP)
-    + b"|\\x0f"
-    + _class(_OPS2)
-    + _class(_MODRM_RIP)
-    + b")....",
-    re.DOTALL,
+_U32, _U64, _I32 = struct.Struct("<I"), struct.Struct("<Q"), _INT32
+_TWO_U32 = struct.Struct("<II")
+_RELA = struct.Struct("<QQ8x")  # r_offset, r_info (r_addend skipped)
+
+
+def _scanner(prefix: bytes) -> re.Pattern[bytes]:
+    """A pattern for an instruction prefix followed by a 4-byte field (not consumed)."""
+    return re.compile(prefix + b"(?=....)", re.DOTALL)
+
+
+# The candidates by class: (pattern, translation table or None, bytes before the field,
+# bytes from the field to the instruction's end, whether a branch). Patterns with a
+# literal first byte scan fast; the other one-byte opcodes followed by a RIP ModRM are
+# found in a copy of the code translated to opcode class (1, 3, 4) and ModRM (2) bytes.
+# No class's match can start inside another match of the same class, so finditer finds
+# them all; where classes overlap, the leftmost one found in the data is taken.
+def _table(classes: dict[int, bytes]) -> bytes:
+    table = bytearray(256)
+    for code, chars in classes.items():
+        for c in chars:
+            table[c] = code
+    return bytes(table)
+
+
+_OPS_IMM8 = bytes(sorted(_IMM8))
+_OPS_IMM32 = bytes(sorted(_IMM32))
+_OPS_PLAIN = bytes(c for c in _OPS1 if c not in _IMM8 and c not in _IMM32 and c != 0x8D)
+_OPCODES = _table({1: _OPS_IMM8, 3: _OPS_IMM32, 4: _OPS_PLAIN, 2: _MODRM_RIP})
+_CLASSES = (
+    (_scanner(b"\\xe8"), None, 1, 4, True),  # call
+    (_scanner(b"\\xe9"), None, 1, 4, True),  # jmp
+    (_scanner(b"\\x0f[\\x80-\\x8f]"), None, 2, 4, True),  # jcc
+    (_scanner(b"\\x0f" + _class(_OPS2) + _class(_MODRM_RIP)), None, 3, 4, False),
+    (_scanner(b"\\x8d" + _class(_MODRM_RIP)), None, 2, 4, False),  # lea
+    (_scanner(b"\\x01\\x02"), _OPCODES, 2, 5, False),  # an imm8 after the field
+    (_scanner(b"\\x03\\x02"), _OPCODES, 2, 8, False),  # an imm32 after the field
+    (_scanner(b"\\x04\\x02"), _OPCODES, 2, 4, False),
 )
+_LEA = 4
+_PLEN = [c[2] for c in _CLASSES]
+_TAIL = [c[3] for c in _CLASSES]
 
 
 @dataclass(frozen=True)
@@ -179,53 +214,124 @@ def parse(data: bytes | memoryview) -> Image | None:
 
 def references(data: bytes, image: Image) -> list[Ref]:
     """Every address-carrying field found in ``data``, in file order, not overlapping."""
-    refs: list[Ref] = []
+    return _scan(data, image)[0]
+
+
+# Bytes a field of each kind covers.
+_WIDTH = (4, 8, 4, 8, 4)
+# The references of an image, one list per kind (indexed by kind), each in file order.
+Kinds = list[list[Ref]]
+
+
+def _scan(data: bytes, image: Image) -> tuple[list[Ref], Kinds]:
+    """:func:`references`, and the same references split by kind."""
+    kinds: Kinds = [[] for _ in _WIDTH]
+    rel32, abs64, datarel32, _, index32 = kinds
     leas: set[int] = set()
-    _header_refs(data, image, refs)
+    _header_refs(image, kinds)
+    code = _merged([(s.addr, s.addr + s.size) for s in image.sections if s.flags & _SHF_EXECINSTR])
+    spans = _merged([(v, v + size) for _, v, size in image.loads])
+    v2o = _v2o_map(image.loads)
     for sec in image.sections:
         if sec.type == 8 or not sec.size:
             continue
         if sec.flags & _SHF_EXECINSTR:
-            _code_refs(data, image, sec, refs, leas)
+            _code_refs(data, sec, code, spans, rel32, leas)
             if sec.name == b".plt":  # lazy stubs push their own index
                 for p in range(sec.offset + 16, sec.offset + sec.size - 15, 16):
                     if data[p + 6] == 0x68:
-                        refs.append((p + 7, INDEX32, (sec.offset + 16) * 64 + 16))
+                        index32.append((p + 7, INDEX32, (sec.offset + 16) * 64 + 16))
         elif sec.type == _SHT_RELA:
-            _rela_refs(data, image, sec, refs)
+            _rela_refs(data, image, sec, v2o, kinds)
         elif sec.type in (_SHT_SYMTAB, _SHT_DYNSYM):
-            refs.extend(
-                (p + 8, ABS64, 0) for p in range(sec.offset, sec.offset + sec.size - 23, 24)
+            abs64 += zip(
+                range(sec.offset + 8, sec.offset + sec.size - 15, 24), repeat(ABS64), repeat(0)
             )
         elif sec.name == b".dynamic":
             for p in range(sec.offset, sec.offset + sec.size - 15, 16):
                 if struct.unpack_from("<q", data, p)[0] in _DT_PTRS:
-                    refs.append((p + 8, ABS64, 0))
+                    abs64.append((p + 8, ABS64, 0))
         elif sec.name == b".eh_frame_hdr":
-            _eh_frame_hdr_refs(data, sec, refs)
+            _eh_frame_hdr_refs(data, sec, rel32, datarel32)
         elif sec.name == b".eh_frame":
-            _eh_frame_refs(data, sec, refs)
-    _jump_table_refs(data, image, leas, refs)
-    refs.sort()
-    out: list[Ref] = []
-    end = 0
-    size = len(data)
-    for ref in refs:  # drop overlaps (a relocated pointer inside a scanned code range, ...)
-        stop = ref[0] + (8 if ref[1] == ABS64 or ref[1] == OFF64 else 4)
-        if ref[0] >= end and stop <= size:
+            _eh_frame_refs(data, sec, rel32)
+    _jump_table_refs(data, image, code, leas, datarel32)
+    for refs in kinds:
+        refs.sort()
+    # Drop overlaps (a relocated pointer inside a scanned code range, ...): left to right,
+    # a reference is kept when it starts after the last one kept and ends inside the data.
+    every = sorted(chain.from_iterable(kinds))
+    fields = list(map(itemgetter(0), every))
+    stops = list(map(add, fields, map(_WIDTH.__getitem__, map(itemgetter(1), every))))
+    dropped = _overlapping(fields, stops, len(data))
+    if dropped:
+        gone = Counter(every[i] for i in dropped)
+        for k, refs in enumerate(kinds):
+            if any(r[1] == k for r in gone):
+                kinds[k] = _without(refs, gone)
+        keep = bytearray(b"\x01") * len(every)
+        for i in dropped:
+            keep[i] = 0
+        every = list(compress(every, keep))
+    return every, kinds
+
+
+def _without(refs: list[Ref], gone: Counter[Ref]) -> list[Ref]:
+    """``refs`` less as many copies of each reference as ``gone`` counts."""
+    out = []
+    for ref in refs:
+        if gone[ref] > 0:
+            gone[ref] -= 1
+        else:
             out.append(ref)
-            end = stop
     return out
 
 
-def _header_refs(data: bytes, image: Image, refs: list[Ref]) -> None:
-    refs += [(24, ABS64, 0), (32, OFF64, 0), (40, OFF64, 0)]  # e_entry, e_phoff, e_shoff
+def _overlapping(starts: list[int], stops: list[int], limit: int) -> list[int]:
+    """Indices of the intervals dropped when, left to right (``starts`` ascending), one is
+    kept if it starts at or after the stop of the last one kept and stops by ``limit``.
+
+    Only the intervals that overlap their predecessor or pass ``limit`` can be dropped, so
+    the walk jumps from one of those to the next (real images have few).
+    """
+    n = len(starts)
+    suspects = sorted(
+        {
+            *compress(range(1, n), map(lt, starts[1:], stops)),
+            *(i for i in range(bisect.bisect_left(starts, limit - 8), n) if stops[i] > limit),
+        }
+    )
+    dropped: list[int] = []
+    end = pos = 0  # the stop of the last interval kept; everything before pos is decided
+    for first in suspects:
+        if first < pos:
+            continue
+        if first > pos:  # pos .. first-1 overlap nothing: all kept
+            end = stops[first - 1]
+        i = first
+        while i < n:
+            if starts[i] >= end and stops[i] <= limit:
+                end = stops[i]
+                i += 1
+                break
+            dropped.append(i)
+            i += 1
+        pos = i
+    return dropped
+
+
+def _header_refs(image: Image, kinds: Kinds) -> None:
+    abs64, off64 = kinds[ABS64], kinds[OFF64]
+    abs64.append((24, ABS64, 0))  # e_entry
+    off64 += [(32, OFF64, 0), (40, OFF64, 0)]  # e_phoff, e_shoff
     for i in range(image.phnum):
         p = image.phoff + 56 * i
-        refs += [(p + 8, OFF64, 0), (p + 16, ABS64, 0), (p + 24, ABS64, 0)]
+        off64.append((p + 8, OFF64, 0))
+        abs64 += [(p + 16, ABS64, 0), (p + 24, ABS64, 0)]
     for i in range(len(image.sections)):
         p = image.shoff + 64 * i
-        refs += [(p + 16, ABS64, 0), (p + 24, OFF64, 0)]
+        abs64.append((p + 16, ABS64, 0))
+        off64.append((p + 24, OFF64, 0))
 
 
 def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -239,37 +345,80 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _code_refs(data: bytes, image: Image, sec: _Section, refs: list[Ref], leas: set[int]) -> None:
-    """rel32 branches and RIP-relative operands; ``leas`` gets the targets of ``lea``s."""
+def _inside(ranges: list[tuple[int, int]]) -> Callable[[int], bool]:
+    """Membership in merged ranges (sorted, apart): one bisection of their bounds."""
+    flat = [x for r in ranges for x in r]
+    return lambda x: bool(bisect.bisect_right(flat, x) & 1)
+
+
+def _values(code: str, width: int, data: bytes, fields: list[int]) -> list[int]:
+    """The little-endian integer (struct ``code``) at each offset, in C-level passes."""
+    raw = b"".join(map(data.__getitem__, map(slice, fields, map(add, fields, repeat(width)))))
+    return list(struct.unpack(f"<{len(fields)}{code}", raw))
+
+
+_int32s = partial(_values, "i", 4)
+_uint32s = partial(_values, "I", 4)
+_uint64s = partial(_values, "Q", 8)
+
+
+def _code_refs(
+    data: bytes,
+    sec: _Section,
+    code: list[tuple[int, int]],
+    spans: list[tuple[int, int]],
+    refs: list[Ref],
+    leas: set[int],
+) -> None:
+    """rel32 branches and RIP-relative operands; ``leas`` gets the targets of ``lea``s.
+
+    ``code`` and ``spans`` are the image's merged executable sections and load segments.
+    Leftmost first, a candidate instruction (see :data:`_CLASSES`) whose target lands in
+    the image (a branch's: in code) is taken, and the scan resumes after its field. Every
+    candidate is found and checked at once per class; only the taking is sequential.
+    """
     base = sec.addr - sec.offset  # field vaddr = file offset + base
-    code = _merged([(s.addr, s.addr + s.size) for s in image.sections if s.flags & _SHF_EXECINSTR])
-    spans = _merged([(v, v + size) for _, v, size in image.loads])
-    lowest, highest = min(lo for lo, _ in spans), max(hi for _, hi in spans)
-    pos, end = sec.offset, sec.offset + sec.size
-    search, unpack, append = _CANDIDATE.search, _INT32.unpack_from, refs.append
-    while (m := search(data, pos, end)) is not None:
-        start = m.start()
-        field = start + len(m[0]) - 4
-        op = data[start]
-        if op == 0xE8 or op == 0xE9 or (op == 0x0F and 0x80 <= data[start + 1] <= 0x8F):
-            tail, ranges = 4, code  # branches stay in code
-        else:
-            opcode = data[start + 1] if op == 0x0F else op
-            tail = 4 + (1 if opcode in _IMM8 else 4 if opcode in _IMM32 and op != 0x0F else 0)
-            ranges = spans
-        target = field + base + tail + unpack(data, field)[0]
-        if lowest <= target < highest and (
-            len(ranges) == 1 or any(lo <= target < hi for lo, hi in ranges)
-        ):
-            append((field, REL32, tail))
-            if op == 0x8D:
-                leas.add(target)
-            pos = field + 4
-        else:
-            pos = start + 1
+    lowest, highest = spans[0][0], spans[-1][1]
+    in_code, in_spans = _inside(code), _inside(spans)
+    lo, hi = sec.offset, sec.offset + sec.size
+    keys: list[int] = []  # instruction start * 8 + class, of the candidates that hold
+    translated = b""
+    for cls, (pattern, table, plen, tail, branch) in enumerate(_CLASSES):
+        if table is None:
+            fields = list(map(Match.end, pattern.finditer(data, lo, hi)))
+        else:  # scanned in a translated copy of the section
+            translated = translated or data[lo:hi].translate(table)
+            fields = list(map(add, map(Match.end, pattern.finditer(translated)), repeat(lo)))
+        if not fields:
+            continue
+        values = _int32s(data, fields)
+        inside = in_code if branch else in_spans
+        single = len(code if branch else spans) == 1
+        c, d = base + tail, cls - (plen << 3)
+        keys += [
+            (f << 3) + d
+            for f, v in zip(fields, values, strict=True)
+            if lowest <= (t := f + v + c) < highest and (single or inside(t))
+        ]
+    keys.sort()
+    classes = list(map(and_, keys, repeat(7)))
+    starts = list(map(rshift, keys, repeat(3)))
+    fields = list(map(add, starts, map(_PLEN.__getitem__, classes)))
+    dropped = _overlapping(starts, list(map(add, fields, repeat(4))), hi)
+    if dropped:
+        keep = bytearray(b"\x01") * len(keys)
+        for i in dropped:
+            keep[i] = 0
+        classes, fields = list(compress(classes, keep)), list(compress(fields, keep))
+    refs += zip(fields, repeat(REL32), map(_TAIL.__getitem__, classes))
+    lea = list(compress(fields, map(_LEA.__eq__, classes)))
+    if lea:
+        leas.update(map(add, lea, map(add, _int32s(data, lea), repeat(base + 4))))
 
 
-def _jump_table_refs(data: bytes, image: Image, leas: set[int], refs: list[Ref]) -> None:
+def _jump_table_refs(
+    data: bytes, image: Image, code: list[tuple[int, int]], leas: set[int], refs: list[Ref]
+) -> None:
     """Switch jump tables: int32 entries, each a code address relative to the table start.
 
     Position-independent code loads a table's address with ``lea`` and adds the entry
@@ -277,7 +426,7 @@ def _jump_table_refs(data: bytes, image: Image, leas: set[int], refs: list[Ref])
     (libexpat's tokenizer: ~4,800 changed bytes of its patch). A table is taken to be
     the run of entries from a ``lea`` target for which table + entry lands in code.
     """
-    code = _merged([(s.addr, s.addr + s.size) for s in image.sections if s.flags & _SHF_EXECINSTR])
+    in_code = _inside(code)
     data_secs = [
         s for s in image.sections if s.type != 8 and s.addr and not s.flags & _SHF_EXECINSTR
     ]
@@ -289,85 +438,150 @@ def _jump_table_refs(data: bytes, image: Image, leas: set[int], refs: list[Ref])
             continue
         stop = min(sec.addr + sec.size, starts[n + 1] if n + 1 < len(starts) else 1 << 64)
         at = table
+        shift = sec.offset - sec.addr
         while at + 4 <= stop and at - table < (_MAX_TABLE << 2):
-            target = table + unpack(data, sec.offset + at - sec.addr)[0]
-            if not any(lo <= target < hi for lo, hi in code):
+            if not in_code(table + unpack(data, at + shift)[0]):
                 break
-            refs.append((sec.offset + at - sec.addr, DATAREL32, table))
+            refs.append((at + shift, DATAREL32, table))
             at += 4
 
 
-def _rela_refs(data: bytes, image: Image, sec: _Section, refs: list[Ref]) -> None:
+def _rela_refs(data: bytes, image: Image, sec: _Section, v2o: _Map, kinds: Kinds) -> None:
     symtab = image.sections[sec.link].offset if 0 < sec.link < len(image.sections) else 0
-    v2o = _v2o_fn(image.loads)
-    for p in range(sec.offset, sec.offset + sec.size - 23, 24):
-        r_offset, r_info = struct.unpack_from("<QQ", data, p)
-        refs.append((p, ABS64, 0))
-        if symtab and r_info >> 32:  # the symbol index: symbols get inserted too
-            refs.append((p + 12, INDEX32, symtab * 64 + 24))
-        if r_info & 0xFFFFFFFF in (_R_RELATIVE, _R_IRELATIVE):
-            refs.append((p + 16, ABS64, 0))
-        where = v2o(r_offset)
-        if where is not None and where + 8 <= min(len(data), _file_end(image.loads, where)):
-            refs.append((where, ABS64, 0))
+    abs64 = kinds[ABS64]
+    first, count = sec.offset, sec.size // 24
+    places = range(first, first + 24 * count, 24)
+    entries = list(_RELA.iter_unpack(data[first : first + 24 * count]))
+    abs64 += zip(places, repeat(ABS64), repeat(0))
+    if symtab:  # the symbol index: symbols get inserted too
+        param = symtab * 64 + 24
+        kinds[INDEX32] += [
+            (p + 12, INDEX32, param)
+            for p, (_, info) in zip(places, entries, strict=True)
+            if info >> 32
+        ]
+    abs64 += [
+        (p + 16, ABS64, 0)
+        for p, (_, info) in zip(places, entries, strict=True)
+        if info & 0xFFFFFFFF in (_R_RELATIVE, _R_IRELATIVE)
+    ]
+    # The pointer relocated, when it lies in the file part of a load (and in the data).
+    ends = _file_ends(image.loads)
+    size = len(data)
+    abs64 += [
+        (w, ABS64, 0)
+        for w in v2o.many(list(map(itemgetter(0), entries)))
+        if w < _UNDEF and w + 8 <= min(size, ends(w))
+    ]
 
 
-def _file_end(loads: list[Load], offset: int) -> int:
-    for o, _, size in loads:
-        if o <= offset < o + size:
-            return o + size
-    return 0
+def _file_ends(loads: list[Load]) -> Callable[[int], int]:
+    """For a file offset: the end of the first load (by offset) holding it, else 0."""
+    points = sorted({p for o, _, size in loads for p in (o, o + size)})
+    ends = [0] + [next((o + s for o, _, s in loads if o <= p < o + s), 0) for p in points]
+    return lambda x: ends[bisect.bisect_right(points, x)]
 
 
-def _eh_frame_hdr_refs(data: bytes, sec: _Section, refs: list[Ref]) -> None:
+def _eh_frame_hdr_refs(data: bytes, sec: _Section, rel32: list[Ref], datarel32: list[Ref]) -> None:
     # version 1, eh_frame_ptr pcrel|sdata4, fde_count udata4, table datarel|sdata4
     if sec.size < 12 or data[sec.offset : sec.offset + 4] != b"\x01\x1b\x03\x3b":
         return
-    refs.append((sec.offset + 4, REL32, 0))
+    rel32.append((sec.offset + 4, REL32, 0))
     count = struct.unpack_from("<I", data, sec.offset + 8)[0]
     count = min(count, (sec.size - 12) // 8)
-    for i in range(count):
-        p = sec.offset + 12 + 8 * i
-        refs += [(p, DATAREL32, sec.addr), (p + 4, DATAREL32, sec.addr)]
+    first = sec.offset + 12
+    datarel32 += zip(range(first, first + 4 * (2 * count), 4), repeat(DATAREL32), repeat(sec.addr))
 
 
-def _eh_frame_refs(data: bytes, sec: _Section, refs: list[Ref]) -> None:
+def _eh_frame_refs(data: bytes, sec: _Section, rel32: list[Ref]) -> None:
     # Each FDE's pc_begin, assumed pcrel|sdata4 (what GCC and Clang emit on x86-64).
     p, end = sec.offset, sec.offset + sec.size
+    unpack = _TWO_U32.unpack_from
     while p + 12 <= end:
-        length, cie = struct.unpack_from("<II", data, p)
+        length, cie = unpack(data, p)
         if length == 0 or length == 0xFFFFFFFF:
             break
         if cie:
-            refs.append((p + 8, REL32, 0))
+            rel32.append((p + 8, REL32, 0))
         p += 4 + length
 
 
-def _o2v_fn(loads: list[Load]) -> Callable[[int], int]:
-    """Virtual address of a file offset, for one list of loads."""
-    starts = [o for o, _, _ in loads]
-    shift = [v - o for o, v, _ in loads]
-    find = bisect.bisect_right
-
-    def o2v(offset: int) -> int:
-        i = find(starts, offset) - 1
-        return offset + shift[i if i >= 0 else 0]
-
-    return o2v
+# A piecewise shift (see _Map) is undefined where its shift is _NONE: the values it yields
+# there are at least _UNDEF, beyond any field's range, and stay so through later shifts
+# (every real shift is below 2**66 in size), so "undefined" needs no test per value.
+_NONE = 1 << 100
+_UNDEF = 1 << 99
 
 
-def _v2o_fn(loads: list[Load]) -> Callable[[int], int | None]:
+class _Map:
+    """x -> x + shifts[bisect_right(bounds, x)] for every integer x (len(shifts) = len(bounds) + 1).
+
+    The address maps (file offset <-> virtual address, old offset -> new offset) are
+    all of this form, and so are their compositions (:meth:`then`): a list of values
+    goes through one in a few C-level passes (:meth:`many`, :meth:`ascending`).
+    """
+
+    __slots__ = ("bounds", "shifts")
+
+    def __init__(self, bounds: list[int], shifts: list[int]) -> None:
+        self.bounds, self.shifts = bounds, shifts
+
+    def __call__(self, x: int) -> int:
+        return x + self.shifts[bisect.bisect_right(self.bounds, x)]
+
+    def many(self, xs: list[int]) -> list[int]:
+        """The map of each of ``xs``."""
+        find = map(bisect.bisect_right, repeat(self.bounds), xs)
+        return list(map(add, xs, map(self.shifts.__getitem__, find)))
+
+    def ascending(self, xs: list[int]) -> list[int]:
+        """The map of each of ``xs`` (sorted): one bisection per piece, not per value."""
+        out: list[int] = []
+        lo = 0
+        for shift, bound in zip(self.shifts, self.bounds, strict=False):
+            hi = bisect.bisect_left(xs, bound, lo)
+            out += map(add, xs[lo:hi], repeat(shift))
+            lo = hi
+        out += map(add, xs[lo:], repeat(self.shifts[-1]))
+        return out
+
+    def then(self, after: _Map) -> _Map:
+        """``after`` applied to this map's results."""
+        fb, fs, gb, gs = self.bounds, self.shifts, after.bounds, after.shifts
+        bounds: list[int] = []
+        shifts: list[int] = []
+        for j, s in enumerate(fs):
+            if j:
+                bounds.append(fb[j - 1])
+            if s >= _UNDEF:
+                shifts.append(_NONE)
+                continue
+            # after's pieces met by [fb[j-1], fb[j]) shifted by s
+            k = bisect.bisect_right(gb, fb[j - 1] + s) if j else 0
+            stop = bisect.bisect_left(gb, fb[j] + s) if j < len(fb) else len(gb)
+            shifts.append(_NONE if gs[k] >= _UNDEF else gs[k] + s)
+            for c in range(k, stop):
+                bounds.append(gb[c] - s)
+                shifts.append(_NONE if gs[c + 1] >= _UNDEF else gs[c + 1] + s)
+        return _Map(bounds, shifts)
+
+
+def _o2v_map(loads: list[Load]) -> _Map:
+    """Virtual address of a file offset, for one list of loads (sorted, not empty):
+    through the last load starting at or before it (the first load before any)."""
+    shifts = [v - o for o, v, _ in loads]
+    return _Map([o for o, _, _ in loads], [shifts[0], *shifts])
+
+
+def _v2o_map(loads: list[Load]) -> _Map:
     """File offset of a virtual address, for one list of loads (the last containing load
-    wins; past the file part too: .bss maps after .data)."""
+    wins; past the file part too: .bss maps after .data); undefined outside loads."""
     spans = [(v, v + size, o - v) for o, v, size in reversed(loads)]
-
-    def v2o(vaddr: int) -> int | None:
-        for lo, hi, shift in spans:
-            if lo <= vaddr < hi:
-                return vaddr + shift
-        return None
-
-    return v2o
+    points = sorted({p for lo, hi, _ in spans for p in (lo, hi)})
+    shifts = [_NONE]
+    for p in points:
+        shifts.append(next((s for lo, hi, s in spans if lo <= p < hi), _NONE))
+    return _Map(points, shifts)
 
 
 def _segments(triples: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
@@ -408,6 +622,8 @@ class Alignment:
                 lo = ends[i]
                 i += 1
         self._starts, self._deltas = starts, deltas
+        # Before the first match: undefined.
+        self.as_map = _Map(starts, [_NONE, *deltas])
 
     def map(self, offset: int) -> int | None:
         """Where ``offset`` went (outside matches: as the nearest match before it moved)."""
@@ -415,63 +631,102 @@ class Alignment:
         return None if i < 0 else offset + self._deltas[i]
 
 
+_I32_LO, _I32_HI = -(1 << 31), 1 << 31
+
+
 def adjust(
     out: bytearray,
     at: int,
     data: bytes,
     image: Image,
-    refs: list[Ref],
+    kinds: Kinds,
     new_loads: list[Load],
-    align: Callable[[int], int | None],
+    align: Alignment,
 ) -> None:
     """Rewrite the fields of ``data`` (an image at ``out[at:]``) to where their targets moved.
 
-    ``align`` maps an offset in the old image to an offset in the new one.
+    ``align`` maps an offset in the old image to an offset in the new one. A field whose
+    new value is undefined (its target is outside the old loads or before any match) or
+    out of its range is left as it is.
     """
-    old_o2v, old_v2o, new_o2v = _o2v_fn(image.loads), _v2o_fn(image.loads), _o2v_fn(new_loads)
+    al, new_o2v = align.as_map, _o2v_map(new_loads)
+    moved = _v2o_map(image.loads).then(al).then(new_o2v)  # old vaddr -> new vaddr
+    u = _UNDEF
+    # REL32: target - (new vaddr of the field + param)
+    fields, params = _split(kinds[REL32])
+    values = _int32s(data, fields)
+    old_vaddrs = _o2v_map(image.loads).ascending(fields)
+    targets = moved.many(list(map(add, map(add, old_vaddrs, params), values)))
+    heres = al.then(new_o2v).ascending(fields)
+    _write(
+        _I32,
+        out,
+        [
+            (at + f, n)
+            for f, v, t, h, p in zip(fields, values, targets, heres, params, strict=True)
+            if t < u and h < u and (n := t - h - p) != v and _I32_LO <= n < _I32_HI
+        ],
+    )
+    # ABS64: the moved address (0 stays 0)
+    fields = list(map(itemgetter(0), kinds[ABS64]))
+    values = _uint64s(data, fields)
+    _write(
+        _U64,
+        out,
+        [
+            (at + f, n)
+            for f, v, n in zip(fields, values, moved.many(values), strict=True)
+            if v and n != v and 0 <= n < 1 << 64
+        ],
+    )
+    # OFF64: the aligned offset (0 stays 0)
+    fields = list(map(itemgetter(0), kinds[OFF64]))
+    values = _uint64s(data, fields)
+    _write(
+        _U64,
+        out,
+        [
+            (at + f, n)
+            for f, v, n in zip(fields, values, al.many(values), strict=True)
+            if v and n != v and 0 <= n < 1 << 64
+        ],
+    )
+    # DATAREL32: moved target - moved table base
+    fields, params = _split(kinds[DATAREL32])
+    values = _int32s(data, fields)
+    bases = moved.many(params)
+    targets = moved.many(list(map(add, params, values)))
+    _write(
+        _I32,
+        out,
+        [
+            (at + f, n)
+            for f, v, t, b in zip(fields, values, targets, bases, strict=True)
+            if t < u and b < u and (n := t - b) != v and _I32_LO <= n < _I32_HI
+        ],
+    )
+    # INDEX32: the distance between the aligned table and entry, in entries
+    changes = []
+    for field, param in zip(*_split(kinds[INDEX32]), strict=True):
+        value = _U32.unpack_from(data, field)[0]
+        table, size = param >> 6, param & 63
+        if size:
+            new_table, new_entry = al(table), al(table + value * size)
+            if new_table < u and new_entry < u:
+                new = (new_entry - new_table) // size
+                if new != value and 0 <= new < 1 << 32:
+                    changes.append((at + field, new))
+    _write(_U32, out, changes)
 
-    def moved(vaddr: int) -> int | None:
-        off = old_v2o(vaddr)
-        if off is None:
-            return None
-        new_off = align(off)
-        return None if new_off is None else new_o2v(new_off)
 
-    for field, kind, param in refs:
-        if kind == ABS64:
-            value = struct.unpack_from("<Q", data, field)[0]
-            new = moved(value) if value else None
-            fmt = "<Q"
-        elif kind == OFF64:
-            value = struct.unpack_from("<Q", data, field)[0]
-            new = align(value) if value else None
-            fmt = "<Q"
-        elif kind == INDEX32:
-            value = struct.unpack_from("<I", data, field)[0]
-            fmt = "<I"
-            table, size = param >> 6, param & 63
-            new_table, new_entry = align(table), align(table + value * size)
-            new = (
-                (new_entry - new_table) // size
-                if new_table is not None and new_entry is not None and size
-                else None
-            )
-        else:
-            value = struct.unpack_from("<i", data, field)[0]
-            fmt = "<i"
-            if kind == REL32:
-                new_here, target = align(field), moved(old_o2v(field) + param + value)
-                new = (
-                    None
-                    if new_here is None or target is None
-                    else target - (new_o2v(new_here) + param)
-                )
-            else:
-                new_base, target = moved(param), moved(param + value)
-                new = None if new_base is None or target is None else target - new_base
-        if new is not None and new != value:
-            with contextlib.suppress(struct.error):  # out of the field's range: leave it
-                struct.pack_into(fmt, out, at + field, new)
+def _split(refs: list[Ref]) -> tuple[list[int], list[int]]:
+    """The fields and the params of some references."""
+    return list(map(itemgetter(0), refs)), list(map(itemgetter(2), refs))
+
+
+def _write(fmt: struct.Struct, out: bytearray, changes: list[tuple[int, int]]) -> None:
+    """Pack each (offset, value) of ``changes`` into ``out``."""
+    deque(starmap(partial(fmt.pack_into, out), changes), 0)
 
 
 @dataclass(frozen=True)
@@ -480,7 +735,7 @@ class Found:
 
     start: int
     image: Image
-    refs: list[Ref]
+    kinds: Kinds  # its references, by kind (see _scan)
 
 
 def find_images(data: bytes) -> list[Found]:
@@ -501,47 +756,29 @@ def find_images(data: bytes) -> list[Found]:
         if image is None:
             pos = start + 1
             continue
-        found.append(Found(start, image, references(data[start : start + image.size], image)))
+        body = data if start == 0 and image.size == len(data) else data[start : start + image.size]
+        found.append(Found(start, image, _scan(body, image)[1]))
         pos = start + image.size
     return found
 
 
-def _zero_fields(data: bytes, images: list[Found]) -> bytearray:
-    out = bytearray(data)
-    zero4, zero8 = bytes(4), bytes(8)
-    for img in images:
-        start = img.start
-        for field, kind, _ in img.refs:
-            at = start + field
-            if kind in (ABS64, OFF64):
-                out[at : at + 8] = zero8
-            else:
-                out[at : at + 4] = zero4
+def _targets(data: bytes, image: Image, kinds: Kinds) -> list[tuple[list[int], list[int]]]:
+    """Per kind: the fields of the references and the file offsets they point to (at or
+    above _UNDEF: outside the loads)."""
+    o2v, v2o = _o2v_map(image.loads), _v2o_map(image.loads)
+    fields, params = _split(kinds[REL32])
+    vaddrs = map(add, map(add, o2v.ascending(fields), params), _int32s(data, fields))
+    out = [(fields, v2o.many(list(vaddrs)))]
+    fields = list(map(itemgetter(0), kinds[ABS64]))
+    out.append((fields, v2o.many(_uint64s(data, fields))))
+    fields, params = _split(kinds[DATAREL32])
+    out.append((fields, v2o.many(list(map(add, params, _int32s(data, fields))))))
+    fields = list(map(itemgetter(0), kinds[OFF64]))
+    out.append((fields, _uint64s(data, fields)))
+    fields, params = _split(kinds[INDEX32])
+    values = _uint32s(data, fields)
+    out.append((fields, [(p >> 6) + v * (p & 63) for p, v in zip(params, values, strict=True)]))
     return out
-
-
-def _target_fn(data: bytes, image: Image) -> Callable[[Ref], int | None]:
-    """For one image: the file offset a reference points to (None: outside the file)."""
-    o2v, v2o = _o2v_fn(image.loads), _v2o_fn(image.loads)
-    u64, u32, i32 = (
-        struct.Struct("<Q").unpack_from,
-        struct.Struct("<I").unpack_from,
-        _INT32.unpack_from,
-    )
-
-    def target(ref: Ref) -> int | None:
-        field, kind, param = ref
-        if kind == REL32:
-            return v2o(o2v(field) + param + i32(data, field)[0])
-        if kind == ABS64:
-            return v2o(u64(data, field)[0])
-        if kind == DATAREL32:
-            return v2o(param + i32(data, field)[0])
-        if kind == OFF64:
-            return int(u64(data, field)[0])
-        return (param >> 6) + int(u32(data, field)[0]) * (param & 63)  # INDEX32
-
-    return target
 
 
 def _slot_names(data: bytes, image: Image) -> dict[int, bytes]:
@@ -552,6 +789,8 @@ def _slot_names(data: bytes, image: Image) -> dict[int, bytes]:
     """
     found: dict[int, bytes] = {}
     secs = image.sections
+    v2o = _v2o_map(image.loads)
+    names: dict[int, bytes] = {}
     for sec in secs:
         if sec.type != _SHT_RELA or not 0 < sec.link < len(secs):
             continue
@@ -559,16 +798,20 @@ def _slot_names(data: bytes, image: Image) -> dict[int, bytes]:
         if not 0 < symtab.link < len(secs):
             continue
         strtab = secs[symtab.link]
-        v2o = _v2o_fn(image.loads)
-        for p in range(sec.offset, sec.offset + sec.size - 23, 24):
-            r_offset, r_info = struct.unpack_from("<QQ", data, p)
+        names.clear()
+        count = sec.size // 24
+        entries = list(_RELA.iter_unpack(data[sec.offset : sec.offset + 24 * count]))
+        wheres = v2o.many(list(map(itemgetter(0), entries)))
+        for (_, r_info), where in zip(entries, wheres, strict=True):
             sym = r_info >> 32
-            where = v2o(r_offset)
-            if not sym or where is None or (sym + 1) * 24 > symtab.size:
+            if not sym or where >= _UNDEF or (sym + 1) * 24 > symtab.size:
                 continue
-            name_at = strtab.offset + struct.unpack_from("<I", data, symtab.offset + 24 * sym)[0]
-            name = data[name_at : name_at + 256].split(b"\0", 1)[0]
-            found[where] = zlib.crc32(name).to_bytes(4, "little") * 2
+            name = names.get(sym)
+            if name is None:
+                at = strtab.offset + _U32.unpack_from(data, symtab.offset + 24 * sym)[0]
+                text = data[at : at + 256].split(b"\0", 1)[0]
+                name = names[sym] = zlib.crc32(text).to_bytes(4, "little") * 2
+            found[where] = name
     return found
 
 
@@ -578,8 +821,17 @@ def _labelled(data: bytes, images: list[Found]) -> bytes:
     Two versions' images then agree wherever code is the same and calls the same
     (unchanged) code, however far it moved; zeros alone would make tables of
     references (.eh_frame_hdr, the PLT, .got.plt) all alike and misalign them.
+    The digest is the CRC-32 of 16 bytes at the target, with every field zeroed and
+    relocated slots named (a slot's symbol name says more than its value).
     """
-    zeroed = _zero_fields(data, images)
+    zeroed = bytearray(data)
+    for img in images:
+        start = img.start
+        for kind, refs in enumerate(img.kinds):
+            zero = bytes(_WIDTH[kind])
+            width = len(zero)
+            for field, _, _ in refs:
+                zeroed[start + field : start + field + width] = zero
     named: set[int] = set()
     for img in images:
         body = data[img.start : img.start + img.image.size]
@@ -591,19 +843,18 @@ def _labelled(data: bytes, images: list[Found]) -> bytes:
     crc = zlib.crc32
     for img in images:
         start, size = img.start, img.image.size
-        target = _target_fn(data[start : start + size], img.image)
-        for ref in img.refs:
-            at = start + ref[0]
-            if at in named:  # a slot's symbol name says more than its value
-                continue
-            t = target(ref)
-            if t is None or not 0 <= t < size:
-                continue
-            label = crc(zeroed[start + t : start + t + 16]).to_bytes(4, "little")
-            if ref[1] == ABS64 or ref[1] == OFF64:
-                out[at : at + 8] = label + label
-            else:
-                out[at : at + 4] = label
+        body = data if start == 0 and size == len(data) else data[start : start + size]
+        for kind, (fields, targets) in enumerate(_targets(body, img.image, img.kinds)):
+            wide = _WIDTH[kind] == 8
+            for field, target in zip(fields, targets, strict=True):
+                at = start + field
+                if 0 <= target < size and at not in named:
+                    t = start + target
+                    label = crc(zeroed[t : t + 16]).to_bytes(4, "little")
+                    if wide:
+                        out[at : at + 8] = label + label
+                    else:
+                        out[at : at + 4] = label
     return bytes(out)
 
 
@@ -677,7 +928,7 @@ def _adjust_all(
             ]
         )
         data = base[img.start : old_end]
-        adjust(out, img.start, data, img.image, img.refs, new_loads, align.map)
+        adjust(out, img.start, data, img.image, img.kinds, new_loads, align)
     return bytes(out)
 
 

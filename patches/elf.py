@@ -646,8 +646,10 @@ def adjust(
     """Rewrite the fields of ``data`` (an image at ``out[at:]``) to where their targets moved.
 
     ``align`` maps an offset in the old image to an offset in the new one. A field whose
-    new value is undefined (its target is outside the old loads or before any match) or
-    out of its range is left as it is.
+    new value is undefined (its target is outside the old loads or before any match) is
+    left as it is; one whose new value is out of its range is zeroed (what this did when
+    it let ``struct.pack_into`` fail: CPython clears the bytes first, and patches made
+    then rely on it).
     """
     al, new_o2v = align.as_map, _o2v_map(new_loads)
     moved = _v2o_map(image.loads).then(al).then(new_o2v)  # old vaddr -> new vaddr
@@ -662,9 +664,9 @@ def adjust(
         _I32,
         out,
         [
-            (at + f, n)
+            (at + f, n if _I32_LO <= n < _I32_HI else 0)
             for f, v, t, h, p in zip(fields, values, targets, heres, params, strict=True)
-            if t < u and h < u and (n := t - h - p) != v and _I32_LO <= n < _I32_HI
+            if t < u and h < u and (n := t - h - p) != v
         ],
     )
     # ABS64: the moved address (0 stays 0)
@@ -674,9 +676,9 @@ def adjust(
         _U64,
         out,
         [
-            (at + f, n)
+            (at + f, n if 0 <= n < 1 << 64 else 0)
             for f, v, n in zip(fields, values, moved.many(values), strict=True)
-            if v and n != v and 0 <= n < 1 << 64
+            if v and n < u and n != v
         ],
     )
     # OFF64: the aligned offset (0 stays 0)
@@ -686,9 +688,9 @@ def adjust(
         _U64,
         out,
         [
-            (at + f, n)
+            (at + f, n if 0 <= n < 1 << 64 else 0)
             for f, v, n in zip(fields, values, al.many(values), strict=True)
-            if v and n != v and 0 <= n < 1 << 64
+            if v and n < u and n != v
         ],
     )
     # DATAREL32: moved target - moved table base
@@ -700,9 +702,9 @@ def adjust(
         _I32,
         out,
         [
-            (at + f, n)
+            (at + f, n if _I32_LO <= n < _I32_HI else 0)
             for f, v, t, b in zip(fields, values, targets, bases, strict=True)
-            if t < u and b < u and (n := t - b) != v and _I32_LO <= n < _I32_HI
+            if t < u and b < u and (n := t - b) != v
         ],
     )
     # INDEX32: the distance between the aligned table and entry, in entries
@@ -714,8 +716,8 @@ def adjust(
             new_table, new_entry = al(table), al(table + value * size)
             if new_table < u and new_entry < u:
                 new = (new_entry - new_table) // size
-                if new != value and 0 <= new < 1 << 32:
-                    changes.append((at + field, new))
+                if new != value:
+                    changes.append((at + field, new if 0 <= new < 1 << 32 else 0))
     _write(_U32, out, changes)
 
 

@@ -362,3 +362,22 @@ def test_mutated_elf_parts_are_refused_cleanly(libs: tuple[bytes, bytes], tmp_pa
             assert not out.exists()
         else:
             assert out.read_bytes() == new
+
+
+def test_out_of_range_fields_are_zeroed(libs: tuple[bytes, bytes]) -> None:
+    """A re-aimed value that does not fit its field clears it (as struct.pack_into left it
+    when this code let it fail: patches made then depend on it); an undefined one stays."""
+    old, new = libs
+    _, ctrl, _, _ = _roundtrip(old, new)
+    # New loads placed so that every new virtual address is negative.
+    pairing = elf.encode_pairing([(0, len(old), [(1 << 40, 0, 1 << 41)])])
+    adjusted = elf.adjusted_base(old, pairing, ctrl)
+    image = elf.parse(old)
+    assert image is not None
+    text = next(i for i, s in enumerate(image.sections) if s.name == b".text")
+    sh_addr = image.shoff + 64 * text + 16  # an ABS64 field
+    assert struct.unpack_from("<Q", old, sh_addr)[0] != 0
+    assert struct.unpack_from("<Q", adjusted, sh_addr)[0] == 0
+    # Before any match the alignment is undefined: the section table's offset stays.
+    none = elf.encode_pairing([(0, len(old), image.loads)])
+    assert elf.adjusted_base(old, none, b"")[32:48] == old[32:48]

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain, compress, repeat, starmap
-from operator import add, and_, itemgetter, lt, rshift
+from operator import add, itemgetter, lt
 from re import Match
 
 import bsdiff4.core
@@ -345,21 +345,15 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _inside(ranges: list[tuple[int, int]]) -> Callable[[int], bool]:
-    """Membership in merged ranges (sorted, apart): one bisection of their bounds."""
-    flat = [x for r in ranges for x in r]
-    return lambda x: bool(bisect.bisect_right(flat, x) & 1)
+def _values(fmt: struct.Struct, data: bytes, fields: list[int]) -> list[int]:
+    """The integer (``fmt``: one little-endian field) at each offset."""
+    unpack = fmt.unpack_from
+    return [unpack(data, f)[0] for f in fields]
 
 
-def _values(code: str, width: int, data: bytes, fields: list[int]) -> list[int]:
-    """The little-endian integer (struct ``code``) at each offset, in C-level passes."""
-    raw = b"".join(map(data.__getitem__, map(slice, fields, map(add, fields, repeat(width)))))
-    return list(struct.unpack(f"<{len(fields)}{code}", raw))
-
-
-_int32s = partial(_values, "i", 4)
-_uint32s = partial(_values, "I", 4)
-_uint64s = partial(_values, "Q", 8)
+_int32s = partial(_values, _INT32)
+_uint32s = partial(_values, struct.Struct("<I"))
+_uint64s = partial(_values, struct.Struct("<Q"))
 
 
 def _code_refs(
@@ -379,8 +373,12 @@ def _code_refs(
     """
     base = sec.addr - sec.offset  # field vaddr = file offset + base
     lowest, highest = spans[0][0], spans[-1][1]
-    in_code, in_spans = _inside(code), _inside(spans)
+    # Inside merged ranges (sorted, apart) = an odd number of their bounds at or below.
+    # A single range is not checked (it was not, and patches depend on what is found).
+    code_bounds = [x for r in code for x in r] if len(code) > 1 else [lowest, highest]
+    span_bounds = [x for r in spans for x in r]
     lo, hi = sec.offset, sec.offset + sec.size
+    unpack, inside = _INT32.unpack_from, bisect.bisect_right
     keys: list[int] = []  # instruction start * 8 + class, of the candidates that hold
     translated = b""
     for cls, (pattern, table, plen, tail, branch) in enumerate(_CLASSES):
@@ -389,31 +387,25 @@ def _code_refs(
         else:  # scanned in a translated copy of the section
             translated = translated or data[lo:hi].translate(table)
             fields = list(map(add, map(Match.end, pattern.finditer(translated)), repeat(lo)))
-        if not fields:
-            continue
-        values = _int32s(data, fields)
-        inside = in_code if branch else in_spans
-        single = len(code if branch else spans) == 1
+        bounds = code_bounds if branch else span_bounds
         c, d = base + tail, cls - (plen << 3)
         keys += [
             (f << 3) + d
-            for f, v in zip(fields, values, strict=True)
-            if lowest <= (t := f + v + c) < highest and (single or inside(t))
+            for f in fields
+            if lowest <= (t := f + c + unpack(data, f)[0]) < highest and inside(bounds, t) & 1
         ]
     keys.sort()
-    classes = list(map(and_, keys, repeat(7)))
-    starts = list(map(rshift, keys, repeat(3)))
-    fields = list(map(add, starts, map(_PLEN.__getitem__, classes)))
-    dropped = _overlapping(starts, list(map(add, fields, repeat(4))), hi)
-    if dropped:
-        keep = bytearray(b"\x01") * len(keys)
-        for i in dropped:
-            keep[i] = 0
-        classes, fields = list(compress(classes, keep)), list(compress(fields, keep))
-    refs += zip(fields, repeat(REL32), map(_TAIL.__getitem__, classes))
-    lea = list(compress(fields, map(_LEA.__eq__, classes)))
-    if lea:
-        leas.update(map(add, lea, map(add, _int32s(data, lea), repeat(base + 4))))
+    pos = 0  # the end of the last field taken
+    append = refs.append
+    for key in keys:
+        start = key >> 3
+        if start >= pos:
+            cls = key & 7
+            field = start + _PLEN[cls]
+            append((field, REL32, _TAIL[cls]))
+            if cls == _LEA:
+                leas.add(field + base + 4 + unpack(data, field)[0])
+            pos = field + 4
 
 
 def _jump_table_refs(
@@ -426,7 +418,8 @@ def _jump_table_refs(
     (libexpat's tokenizer: ~4,800 changed bytes of its patch). A table is taken to be
     the run of entries from a ``lea`` target for which table + entry lands in code.
     """
-    in_code = _inside(code)
+    bounds = [x for r in code for x in r]
+    inside = bisect.bisect_right
     data_secs = [
         s for s in image.sections if s.type != 8 and s.addr and not s.flags & _SHF_EXECINSTR
     ]
@@ -440,7 +433,7 @@ def _jump_table_refs(
         at = table
         shift = sec.offset - sec.addr
         while at + 4 <= stop and at - table < (_MAX_TABLE << 2):
-            if not in_code(table + unpack(data, at + shift)[0]):
+            if not inside(bounds, table + unpack(data, at + shift)[0]) & 1:
                 break
             refs.append((at + shift, DATAREL32, table))
             at += 4
@@ -531,8 +524,8 @@ class _Map:
 
     def many(self, xs: list[int]) -> list[int]:
         """The map of each of ``xs``."""
-        find = map(bisect.bisect_right, repeat(self.bounds), xs)
-        return list(map(add, xs, map(self.shifts.__getitem__, find)))
+        bounds, shifts, find = self.bounds, self.shifts, bisect.bisect_right
+        return [x + shifts[find(bounds, x)] for x in xs]
 
     def ascending(self, xs: list[int]) -> list[int]:
         """The map of each of ``xs`` (sorted): one bisection per piece, not per value."""

@@ -89,7 +89,7 @@ def _class(chars: bytes) -> bytes:
 
 
 _U32, _U64, _I32 = struct.Struct("<I"), struct.Struct("<Q"), _INT32
-_TWO_U32 = struct.Struct("<II")
+_TWO_U32 = _WIDE = struct.Struct("<II")
 _RELA = struct.Struct("<QQ8x")  # r_offset, r_info (r_addend skipped)
 
 
@@ -219,6 +219,7 @@ def references(data: bytes, image: Image) -> list[Ref]:
 
 # Bytes a field of each kind covers.
 _WIDTH = (4, 8, 4, 8, 4)
+_WIDE_KINDS = (ABS64, OFF64)
 # The references of an image, one list per kind (indexed by kind), each in file order.
 Kinds = list[list[Ref]]
 
@@ -646,60 +647,38 @@ def adjust(
     """
     al, new_o2v = align.as_map, _o2v_map(new_loads)
     moved = _v2o_map(image.loads).then(al).then(new_o2v)  # old vaddr -> new vaddr
-    u = _UNDEF
-    # REL32: target - (new vaddr of the field + param)
+    bounds, shifts, find = moved.bounds, moved.shifts, bisect.bisect_right
+    u, lo32, hi32 = _UNDEF, _I32_LO, _I32_HI
+    get32, put32 = _INT32.unpack_from, _INT32.pack_into
+    get64, put64 = _U64.unpack_from, _U64.pack_into
+    # REL32: moved target - (new vaddr of the field + param)
     fields, params = _split(kinds[REL32])
-    values = _int32s(data, fields)
     old_vaddrs = _o2v_map(image.loads).ascending(fields)
-    targets = moved.many(list(map(add, map(add, old_vaddrs, params), values)))
     heres = al.then(new_o2v).ascending(fields)
-    _write(
-        _I32,
-        out,
-        [
-            (at + f, n if _I32_LO <= n < _I32_HI else 0)
-            for f, v, t, h, p in zip(fields, values, targets, heres, params, strict=True)
-            if t < u and h < u and (n := t - h - p) != v
-        ],
-    )
+    for f, p, o, h in zip(fields, params, old_vaddrs, heres, strict=True):
+        v = get32(data, f)[0]
+        x = o + p + v
+        t = x + shifts[find(bounds, x)]
+        if t < u and h < u and (n := t - h - p) != v:
+            put32(out, at + f, n if lo32 <= n < hi32 else 0)
     # ABS64: the moved address (0 stays 0)
-    fields = list(map(itemgetter(0), kinds[ABS64]))
-    values = _uint64s(data, fields)
-    _write(
-        _U64,
-        out,
-        [
-            (at + f, n if 0 <= n < 1 << 64 else 0)
-            for f, v, n in zip(fields, values, moved.many(values), strict=True)
-            if v and n < u and n != v
-        ],
-    )
+    for f, _, _ in kinds[ABS64]:
+        v = get64(data, f)[0]
+        if v and (n := v + shifts[find(bounds, v)]) < u and n != v:
+            put64(out, at + f, n if 0 <= n < 1 << 64 else 0)
     # OFF64: the aligned offset (0 stays 0)
-    fields = list(map(itemgetter(0), kinds[OFF64]))
-    values = _uint64s(data, fields)
-    _write(
-        _U64,
-        out,
-        [
-            (at + f, n if 0 <= n < 1 << 64 else 0)
-            for f, v, n in zip(fields, values, al.many(values), strict=True)
-            if v and n < u and n != v
-        ],
-    )
+    for f, _, _ in kinds[OFF64]:
+        v = get64(data, f)[0]
+        if v and (n := al(v)) < u and n != v:
+            put64(out, at + f, n if 0 <= n < 1 << 64 else 0)
     # DATAREL32: moved target - moved table base
-    fields, params = _split(kinds[DATAREL32])
-    values = _int32s(data, fields)
-    bases = moved.many(params)
-    targets = moved.many(list(map(add, params, values)))
-    _write(
-        _I32,
-        out,
-        [
-            (at + f, n if _I32_LO <= n < _I32_HI else 0)
-            for f, v, t, b in zip(fields, values, targets, bases, strict=True)
-            if t < u and b < u and (n := t - b) != v
-        ],
-    )
+    for f, _, p in kinds[DATAREL32]:
+        v = get32(data, f)[0]
+        b = p + shifts[find(bounds, p)]
+        x = p + v
+        t = x + shifts[find(bounds, x)]
+        if t < u and b < u and (n := t - b) != v:
+            put32(out, at + f, n if lo32 <= n < hi32 else 0)
     # INDEX32: the distance between the aligned table and entry, in entries
     changes = []
     for field, param in zip(*_split(kinds[INDEX32]), strict=True):
@@ -820,13 +799,13 @@ def _labelled(data: bytes, images: list[Found]) -> bytes:
     relocated slots named (a slot's symbol name says more than its value).
     """
     zeroed = bytearray(data)
+    # struct.pack_into writes a field several times faster than a slice assignment.
     for img in images:
         start = img.start
         for kind, refs in enumerate(img.kinds):
-            zero = bytes(_WIDTH[kind])
-            width = len(zero)
+            clear = _U64.pack_into if kind in _WIDE_KINDS else _U32.pack_into
             for field, _, _ in refs:
-                zeroed[start + field : start + field + width] = zero
+                clear(zeroed, start + field, 0)
     named: set[int] = set()
     for img in images:
         body = data[img.start : img.start + img.image.size]
@@ -840,16 +819,16 @@ def _labelled(data: bytes, images: list[Found]) -> bytes:
         start, size = img.start, img.image.size
         body = data if start == 0 and size == len(data) else data[start : start + size]
         for kind, (fields, targets) in enumerate(_targets(body, img.image, img.kinds)):
-            wide = _WIDTH[kind] == 8
+            wide = kind in _WIDE_KINDS
             for field, target in zip(fields, targets, strict=True):
                 at = start + field
                 if 0 <= target < size and at not in named:
                     t = start + target
-                    label = crc(zeroed[t : t + 16]).to_bytes(4, "little")
-                    if wide:
-                        out[at : at + 8] = label + label
+                    label = crc(zeroed[t : t + 16])
+                    if wide:  # the digest twice
+                        _WIDE.pack_into(out, at, label, label)
                     else:
-                        out[at : at + 4] = label
+                        _U32.pack_into(out, at, label)
     return bytes(out)
 
 

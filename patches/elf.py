@@ -88,7 +88,7 @@ def _class(chars: bytes) -> bytes:
     return b"[" + b"".join(b"\\x%02x" % c for c in chars) + b"]"
 
 
-_U32, _U64, _I32 = struct.Struct("<I"), struct.Struct("<Q"), _INT32
+_U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
 _TWO_U32 = _WIDE = struct.Struct("<II")
 _RELA = struct.Struct("<QQ8x")  # r_offset, r_info (r_addend skipped)
 

@@ -264,7 +264,7 @@ class RelayWorker:
         self.errors: list[str] = []
 
     def state(self) -> dict[str, Any]:
-        """What the worker knows of its session (for status pages and test diagnostics)."""
+        """What the worker knows of its session (for diagnostics: status files, logs)."""
         return {
             "relay": self.relay,
             "polls": self.polls,

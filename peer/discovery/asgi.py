@@ -16,6 +16,7 @@ store on ``GET``, and this wrapper adds the ``POST`` and relay routes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -69,6 +70,13 @@ async def respond(
     await send({"type": "http.response.body", "body": body})
 
 
+async def disconnected(receive: Receive, max_messages: int = 10_000) -> None:
+    """Return once the client has gone (``http.disconnect``), reading what it sends."""
+    for _ in range(max_messages):  # a GET sends one (empty) body message
+        if (await receive())["type"] == "http.disconnect":
+            return
+
+
 def _json(send: Send, body: bytes) -> Awaitable[None]:
     return respond(send, 200, body, [("content-type", "application/json")])
 
@@ -116,14 +124,17 @@ class DiscoveryApp:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         method = scope["method"]
         if rest == "poll" and method == "GET":
+            gone = asyncio.ensure_future(disconnected(receive))
             try:
                 task = await self.hub.poll(
-                    headers.get("webseed-peer", ""), headers.get(AUTH_HEADER, "")
+                    headers.get("webseed-peer", ""), headers.get(AUTH_HEADER, ""), gone=gone
                 )
             except SignatureError as exc:
                 return await respond(send, 403, f"{exc}\n".encode())
             except DiscoveryError as exc:
                 return await respond(send, 503, f"{exc}\n".encode(), [("retry-after", "30")])
+            finally:
+                gone.cancel()
             if task is None:
                 return await respond(send, 204, b"")
             return await _json(send, json.dumps(task).encode())

@@ -12,8 +12,15 @@ Contact choice, per round (every ``interval`` seconds, ``fanout`` contacts):
 never-asked contacts first (discovery is fastest when we talk to strangers),
 then the least recently asked; at most one contact per address range per
 round (diversity: an attacker's subnet cannot take all our slots); a contact
-that failed waits ``backoff * 2**failures`` (bounded) and is dropped after
+that failed waits ``backoff * 2**(failures-1)`` (bounded) and is dropped after
 ``max_failures`` in a row unless it is a bootstrap contact.
+
+Bootstrap contacts are asked only when nobody else is due (else everyone
+would ask them always) -- except one that has never answered us: it is our
+way into the swarm, so it counts as a stranger (asked first) and its backoff
+starts at the join pace. Without that, peers started together (one before its
+bootstrap peer listens) learnt ``fanout`` others from each other, never asked
+their bootstrap peer again and stayed an island for good.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from .store import GossipStore
 MAX_LIST = 64
 #: Largest message body accepted.
 MAX_BODY = MAX_LIST * MAX_BYTES // 2
+#: Shortest wait before asking a contact that failed again (also for ``interval=0``).
+MIN_BACKOFF = 1.0
 
 
 @dataclass
@@ -154,8 +163,15 @@ class Exchange:
             and (c.asked < 0 or now - c.asked >= self.pace)
         ]
         # Strangers first, then the longest unasked; bootstrap contacts only when
-        # nobody else is left (they would otherwise be asked by everyone, always).
-        ready.sort(key=lambda c: (c.asked >= 0, c.bootstrap and c.asked >= 0, c.asked))
+        # nobody else is left (they would otherwise be asked by everyone, always),
+        # unless one never answered: until it does, we may be an island (see above).
+        ready.sort(
+            key=lambda c: (
+                c.asked >= 0 and not self._unjoined(c),
+                c.bootstrap and c.asked >= 0,
+                c.asked,
+            )
+        )
         chosen: list[str] = []
         groups: set[str] = set()
         for contact in ready:
@@ -175,6 +191,11 @@ class Exchange:
             self.in_flight.add(url)
             self.contacts[url].asked = now
         return chosen
+
+    @staticmethod
+    def _unjoined(contact: Contact) -> bool:
+        """A bootstrap contact that has never answered us."""
+        return contact.bootstrap and contact.successes == 0
 
     @property
     def pace(self) -> float:
@@ -233,4 +254,10 @@ class Exchange:
         if contact.failures >= self.max_failures and not contact.bootstrap:
             del self.contacts[url]
             return
-        contact.retry_at = now + min(self.max_backoff, self.backoff * 2 ** (contact.failures - 1))
+        # An unanswered bootstrap contact is retried at the join pace (it may simply
+        # start a moment after us); the exponent is capped so 2**n stays a float.
+        base = self.backoff
+        if self._unjoined(contact):
+            base = min(base, max(MIN_BACKOFF, self.join_interval))
+        delay = base * 2 ** min(contact.failures - 1, 32)
+        contact.retry_at = now + min(self.max_backoff, delay)

@@ -19,6 +19,12 @@ Cost: every relayed byte crosses R's link twice (in from O, out to C), one
 extra round trip per request, and one held connection per outbound-only
 peer on R. R bounds all three: ``max_peers`` registered peers, ``max_pending``
 queued requests per peer, ``max_body`` bytes per answer, ``timeout`` seconds.
+
+A poll whose connection is gone gives up at once (``gone``, from the ASGI
+``http.disconnect``): ASGI servers keep running an app after its client left,
+so an abandoned poll would otherwise go on waiting and swallow the next task,
+which nobody would then answer (the requester got a 504 after ``timeout``).
+This happens whenever O restarts or a proxy or NAT cuts its held request.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import asyncio
 import json
 import secrets
 import time
+from asyncio import FIRST_COMPLETED
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,16 +123,37 @@ class RelayHub:
         self.clock = clock
         self._queues: dict[str, asyncio.Queue[_Task]] = {}
         self._last_poll: dict[str, float] = {}
+        self._polling: Counter[str] = Counter()
         self._tasks: dict[str, _Task] = {}
         self.relayed_bytes = 0
+        self.abandoned_polls = 0
 
     def connected(self, peer_id: str) -> bool:
         """True if ``peer_id`` polled within the last poll period."""
         last = self._last_poll.get(peer_id)
         return last is not None and self.clock() - last <= self.poll_timeout + 10
 
-    async def poll(self, peer_id: str, auth: str) -> dict[str, Any] | None:
-        """An outbound-only peer waits for work; ``None`` after ``poll_timeout``."""
+    def sessions(self) -> dict[str, dict[str, Any]]:
+        """Per registered peer: connected, polls held now, queued tasks, seconds since a poll."""
+        now = self.clock()
+        return {
+            peer: {
+                "connected": self.connected(peer),
+                "polling": self._polling[peer],
+                "queued": queue.qsize(),
+                "since_poll": round(now - self._last_poll.get(peer, now), 1),
+            }
+            for peer, queue in self._queues.items()
+        }
+
+    async def poll(
+        self, peer_id: str, auth: str, gone: Awaitable[object] | None = None
+    ) -> dict[str, Any] | None:
+        """An outbound-only peer waits for work; ``None`` after ``poll_timeout``.
+
+        ``gone`` completes when the poller's connection closes: the poll then
+        stops waiting, and a task it took in that instant goes back to the queue.
+        """
         check_poll_auth(peer_id, auth, self.clock())
         queue = self._queues.get(peer_id)
         if queue is None:
@@ -132,13 +161,46 @@ class RelayHub:
                 raise DiscoveryError("relay full")
             queue = self._queues[peer_id] = asyncio.Queue(self.max_pending)
         self._last_poll[peer_id] = self.clock()
+        self._polling[peer_id] += 1
+        getter = asyncio.ensure_future(queue.get())
+        watcher = asyncio.ensure_future(gone) if gone is not None else None
+        waiting: set[asyncio.Future[Any]] = {getter} if watcher is None else {getter, watcher}
         try:
-            task = await asyncio.wait_for(queue.get(), timeout=self.poll_timeout)
-        except TimeoutError:
-            return None
+            await asyncio.wait(waiting, timeout=self.poll_timeout, return_when=FIRST_COMPLETED)
+        except BaseException:  # cancelled (server shutting down): keep a task just taken
+            self._give_back(peer_id, self._taken(getter))
+            raise
         finally:
             self._last_poll[peer_id] = self.clock()
+            self._polling[peer_id] -= 1
+            for fut in waiting:
+                fut.cancel()  # a get() cancelled before it returned leaves the item queued
+            if watcher is not None and watcher.done() and not watcher.cancelled():
+                watcher.exception()  # retrieved: a failed receive() also means gone
+        task = self._taken(getter)
+        if watcher is not None and watcher.done():
+            self.abandoned_polls += 1
+            self._give_back(peer_id, task)
+            return None
+        if task is None:
+            return None
         return {"id": task.id, "path": task.path, "headers": task.headers}
+
+    @staticmethod
+    def _taken(getter: asyncio.Future[_Task]) -> _Task | None:
+        if getter.done() and not getter.cancelled() and getter.exception() is None:
+            return getter.result()
+        return None
+
+    def _give_back(self, peer_id: str, task: _Task | None) -> None:
+        # Back of the queue (asyncio.Queue has no push-front); if it filled up
+        # meanwhile, the requester learns at once instead of after ``timeout``.
+        if task is None or task.done.done():
+            return
+        try:
+            self._queues[peer_id].put_nowait(task)
+        except asyncio.QueueFull:
+            task.done.set_result((503, [("retry-after", "1")], b"relay queue full\n"))
 
     async def request(
         self, peer_id: str, path: str, headers: Mapping[str, str]
@@ -183,6 +245,7 @@ class RelayWorker:
         client: httpx.AsyncClient,
         *,
         max_body: int = 32 << 20,
+        handler_timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.relay = relay.rstrip("/")
@@ -190,9 +253,28 @@ class RelayWorker:
         self.handler = handler
         self.client = client
         self.max_body = max_body
+        #: A task the app does not answer in time gets a 504: the worker must poll on.
+        self.handler_timeout = handler_timeout
         self.clock = clock
         self.served = 0
         self.served_bytes = 0
+        self.polls = 0
+        #: When the relay last answered a poll (None: never), and the last errors.
+        self.last_answer: float | None = None
+        self.errors: list[str] = []
+
+    def state(self) -> dict[str, Any]:
+        """What the worker knows of its session (for diagnostics: status files, logs)."""
+        return {
+            "relay": self.relay,
+            "polls": self.polls,
+            "served": self.served,
+            "served_bytes": self.served_bytes,
+            "since_answer": None
+            if self.last_answer is None
+            else round(self.clock() - self.last_answer, 1),
+            "errors": self.errors[-4:],
+        }
 
     async def once(self, poll_timeout: float = 30.0) -> bool:
         """One poll; serve the task if one came. True if a task was served."""
@@ -200,12 +282,14 @@ class RelayWorker:
             PEER_HEADER: self.identity.peer_id,
             AUTH_HEADER: poll_auth(self.identity, self.clock()),
         }
+        self.polls += 1
         try:
             response = await self.client.get(
                 f"{self.relay}{RELAY_PREFIX}/poll", headers=headers, timeout=poll_timeout + 10
             )
         except httpx.HTTPError as exc:
             raise DiscoveryError(f"relay poll: {type(exc).__name__}") from exc
+        self.last_answer = self.clock()
         if response.status_code == 204:
             return False
         if response.status_code != 200:
@@ -216,7 +300,11 @@ class RelayWorker:
         except (ValueError, KeyError, TypeError) as exc:
             raise DiscoveryError("relay sent a malformed task") from exc
         try:
-            status, out_headers, body = await self.handler(path, fwd)
+            status, out_headers, body = await asyncio.wait_for(
+                self.handler(path, fwd), self.handler_timeout
+            )
+        except TimeoutError:  # a hung app must not stop the polling
+            status, out_headers, body = 504, [], b""
         except Exception:  # the app failed: answer, or the requester waits for nothing
             status, out_headers, body = 500, [], b""
         if len(body) > self.max_body:
@@ -249,9 +337,11 @@ class RelayWorker:
                 await asyncio.gather(poll, return_exceptions=True)
                 return
             stopper.cancel()
-            if poll.exception() is None:
+            exc = poll.exception()
+            if exc is None:
                 delay = 0.1
                 continue
+            self.errors = [*self.errors[-7:], f"{type(exc).__name__}: {exc}"]
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 

@@ -96,6 +96,13 @@ async def main() -> None:
                 "relayed": node.hub.relayed_bytes if node.hub else 0,
                 "served_via_relay": sum(w.served_bytes for w in node.workers),
                 "time": time.time(),
+                # For the test's failure messages: who we ask, the relay sessions.
+                "contacts": {
+                    c.url: [c.successes, c.failures, round(c.retry_at - time.time(), 1)]
+                    for c in node.exchange.contacts.values()
+                },
+                "hub": node.hub.sessions() if node.hub else {},
+                "workers": [w.state() for w in node.workers],
             }
             tmp = args.status + ".tmp"
             Path(tmp).write_text(json.dumps(status))

@@ -90,6 +90,36 @@ def test_three_nodes_discover_by_exchange() -> None:
     run(go)
 
 
+def test_peer_started_before_its_bootstrap_peer_still_joins_it() -> None:
+    """C asks A before A listens (refused), then D, E, F (fanout 3) find C: C must join A.
+
+    Before the fix C backed off 30 s from its bootstrap contact and then, with
+    ``fanout`` other contacts always due, never asked it again: C, D, E, F were
+    an island for good (the netns swarm's flake: p3 started before p1 listened).
+    """
+    import socket
+
+    async def go() -> None:
+        r = Running()
+        reserve = socket.socket()  # A's address, bound but not listening: refused
+        try:
+            reserve.bind(("127.0.41.1", 0))
+            port = reserve.getsockname()[1]
+            c = await r.start(node(42, bootstrap=[f"http://127.0.41.1:{port}"]))
+            others = [await r.start(node(43 + i, bootstrap=c.urls)) for i in range(3)]
+            await wait_until(lambda: all(c.store.get(o.identity.peer_id) for o in others))
+            assert any("ConnectError" in e for e in c.gossiper.errors)
+            reserve.close()
+            a = await r.start(node(41, port=port))
+            await wait_until(lambda: c.store.get(a.identity.peer_id) is not None, timeout=8)
+            await wait_until(lambda: all(o.store.get(a.identity.peer_id) for o in others))
+        finally:
+            reserve.close()
+            await r.close()
+
+    run(go)
+
+
 def test_refresh_resigns_before_expiry() -> None:
     n = node(14, lifetime=100)
     sock = n.bind()

@@ -115,6 +115,44 @@ class Swarm:
         except (OSError, ValueError):
             return {}
 
+    def diagnose(self) -> str:
+        """Every node's view, named and compact: what a failure message needs."""
+        statuses = {n: self.status(n) for n in self.files if n != "mirror"}
+        names = {st.get("peer", ""): n for n, st in statuses.items() if st.get("peer")}
+        members = set(names.values())
+        lines = []
+        for name, st in statuses.items():
+            if not st:
+                lines.append(f"{name}: no status (log: {self.log_tail(name)!r})")
+                continue
+            known = {names.get(p, p[:8]) for p in st.get("known", [])}
+            missing = sorted(members - known - {name})
+            failed = sorted(
+                names.get(k.partition("/")[0], k[:8])
+                for k, ok in st.get("fetched", {}).items()
+                if not ok
+            )
+            age = round(time.time() - st.get("time", 0), 1)
+            lines.append(
+                f"{name}: knows {len(known)}, not {missing}; fetch failed {failed}; "
+                f"contacts [ok, failed, retry in s] {st.get('contacts')}; "
+                f"errors {st.get('errors')}; relayed {st.get('relayed')}; "
+                f"served via relay {st.get('served_via_relay')}; "
+                f"hub {self._named(st.get('hub', {}), names)}; "
+                f"workers {st.get('workers')}; status {age} s old"
+            )
+        return "\n".join(lines)
+
+    @staticmethod
+    def _named(sessions: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+        return {names.get(p, p[:8]): v for p, v in sessions.items()}
+
+    def log_tail(self, name: str, size: int = 400) -> str:
+        try:
+            return (self.tmp / f"{name}.log").read_text(errors="replace")[-size:]
+        except OSError:
+            return ""
+
     def nft(self, name: str, ruleset: str) -> None:
         subprocess.run(
             ["ip", "netns", "exec", self.ns[name], NFT or "nft", "-f", "-"],
@@ -213,7 +251,7 @@ def test_swarm_discovers_everyone_by_exchange(swarm: Swarm) -> None:
     def ids() -> dict[str, str]:
         return {n: swarm.status(n).get("peer", "") for n in members}
 
-    assert _wait(lambda: all(ids().values()), 90), ids()
+    assert _wait(lambda: all(ids().values()), 90), swarm.diagnose()
     everyone = ids()
 
     def complete() -> bool:
@@ -227,7 +265,7 @@ def test_swarm_discovers_everyone_by_exchange(swarm: Swarm) -> None:
                 return False
         return True
 
-    assert _wait(complete, 60), {n: swarm.status(n) for n in members}
+    assert _wait(complete, 60), swarm.diagnose()
     for name in PEERS:  # verified bytes on disk, from every other peer
         got = {p.name for p in (swarm.tmp / f"{name}-got").iterdir()}
         assert {swarm.files[m] for m in members if m != name} <= got
@@ -235,9 +273,12 @@ def test_swarm_discovers_everyone_by_exchange(swarm: Swarm) -> None:
 
 def test_outbound_only_peer_contributes(swarm: Swarm) -> None:
     """Inbound is dropped by nft, yet its file reaches the others through the relay."""
-    assert _wait(lambda: swarm.status("out").get("served_via_relay", 0) >= 64 * 1024 * 6, 60)
+    six = 64 * 1024 * 6
+    assert _wait(lambda: swarm.status("out").get("served_via_relay", 0) >= six, 60), (
+        swarm.diagnose()
+    )
     # The relay counts an answer once it has passed it on: it may lag the worker's count.
-    assert _wait(lambda: swarm.status("boot").get("relayed", 0) >= 64 * 1024 * 6, 30)
+    assert _wait(lambda: swarm.status("boot").get("relayed", 0) >= six, 30), swarm.diagnose()
     direct = swarm.in_ns(
         "p1",
         "import socket,sys\ns=socket.socket();s.settimeout(2)\n"
@@ -256,7 +297,7 @@ def test_clients_behind_squid(swarm: Swarm) -> None:
             oks = [k for k, v in swarm.status(c).get("fetched", {}).items() if v]
             return len(oks) >= len(members)
 
-        assert _wait(done, 60), swarm.status(client)
+        assert _wait(done, 60), f"{client}:\n{swarm.diagnose()}"
     log = (swarm.squid_dir / "access.log").read_text()
     assert "POST http://" in log and "/.well-known/webseed/pex" in log
     assert f"GET {swarm.url('p3')}/{swarm.files['p3']}" in log
@@ -281,6 +322,6 @@ def test_lan_multicast_discovery(swarm: Swarm) -> None:
         ),
         30,
     )
-    assert ok, (swarm.status("lan1"), swarm.status("lan2"))
+    assert ok, swarm.diagnose()
     fetched = swarm.status("lan1").get("fetched", {})
     assert any(v for v in fetched.values())

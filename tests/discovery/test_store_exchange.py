@@ -182,3 +182,60 @@ def test_join_burst_then_settles() -> None:
     ex.on_failure("http://198.18.1.2", NOW)
     ex.due(NOW + 10)
     assert ex.rounds == 2 and ex.next_wakeup(NOW + 10) == NOW + 70  # settled
+
+
+def test_unanswered_bootstrap_contact_is_not_starved() -> None:
+    """A peer that starts before its bootstrap peer listens must still join it.
+
+    The netns swarm's flake: p3 (bootstrap p1) asked p1 a moment before p1
+    listened, failed, then learnt p4..p6 (who knew p3) and, with ``fanout``
+    other contacts always due, never asked its bootstrap contact again: an
+    island of four peers, for good.
+    """
+    clock = Clock()
+    me = store(clock)
+    me.set_own(ann(0, "198.18.4.2"))
+    ex = Exchange(me, interval=0.5, fanout=3, join_rounds=12)
+    boot = "http://198.18.2.2:8470"
+    ex.add_contact(boot, bootstrap=True)
+    assert ex.due(clock.t) == [boot]
+    ex.on_failure(boot, clock.t)  # connection refused: p1 is still starting
+    # The rest of the chain finds us and becomes our contacts.
+    ex.on_request(encode_message([ann(i, f"198.18.{4 + i}.2").to_json() for i in (1, 2, 3)]), "x")
+    asked_boot = None
+    for _ in range(400):  # 100 s of rounds, every other contact answers
+        clock.t += 0.25
+        for url in ex.due(clock.t):
+            if url == boot:
+                asked_boot = clock.t - NOW
+            ex.on_response(url, encode_message([]), clock.t)
+        if asked_boot is not None:
+            break
+    # Retried at the join pace (1 s floor), not after the 30 s backoff nor never.
+    assert asked_boot is not None and asked_boot <= 1.5, asked_boot
+    # Once it has answered, it is a last resort again.
+    for _ in range(8):
+        clock.t += 0.5
+        assert boot not in ex.due(clock.t)
+        for url in list(ex.in_flight):
+            ex.on_response(url, encode_message([]), clock.t)
+
+
+def test_unanswered_bootstrap_backoff_grows_and_stays_bounded() -> None:
+    ex = Exchange(store(Clock()), interval=60, backoff=30, max_backoff=3600)
+    ex.add_contact("http://198.18.1.2", bootstrap=True)
+    ex.add_contact("http://198.18.2.2")
+    waits = []
+    for _ in range(3):
+        ex.on_failure("http://198.18.1.2", NOW)
+        waits.append(ex.contacts["http://198.18.1.2"].retry_at - NOW)
+    assert waits == [10, 20, 40]  # from the join pace (interval/6), doubling
+    ex.on_failure("http://198.18.2.2", NOW)
+    assert ex.contacts["http://198.18.2.2"].retry_at - NOW == 30  # others: unchanged
+    ex.contacts["http://198.18.1.2"].failures = 5000  # down for months: no overflow
+    ex.on_failure("http://198.18.1.2", NOW)
+    assert ex.contacts["http://198.18.1.2"].retry_at - NOW == 3600
+    # A bootstrap contact that answered once backs off like any other.
+    ex.on_response("http://198.18.1.2", encode_message([]), NOW)
+    ex.on_failure("http://198.18.1.2", NOW)
+    assert ex.contacts["http://198.18.1.2"].retry_at - NOW == 30

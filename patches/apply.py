@@ -67,11 +67,13 @@ def apply_patch(
     dest: Path | str,
     *,
     proven: archive.Proven | None = None,
+    aimed: dict[bytes, bytes] | None = None,
 ) -> None:
     """Apply ``patch`` to ``old`` and atomically write the verified result to ``dest``.
 
     ``proven``: compressions the caller has already run and checked (the creator's
-    probe, see :attr:`patches.archive.Expansion.proven`), reused rather than repeated.
+    probe, see :attr:`patches.archive.Expansion.proven`), reused rather than repeated;
+    ``aimed``: re-aimed ELF bases the caller computed (see :func:`patches.elf.aimed_key`).
     """
     old, patch, dest = Path(old), Path(patch), Path(dest)
     with open(patch, "rb") as f:
@@ -93,7 +95,7 @@ def apply_patch(
             "part table",
         )
         parts = [Part(*PART.unpack_from(table, i * PART.size)) for i in range(header.part_count)]
-        applier = PartApplier(streams[0], streams[1], streams[2], header.base_stream_len)
+        applier = PartApplier(streams[0], streams[1], streams[2], header.base_stream_len, aimed)
         total = 0
         for part in parts:
             applier.check_part(part)

@@ -59,11 +59,12 @@ def create_patch(
     ids = (base_sha, base_size, target_sha, target_size)
     candidates: list[tuple[bytes, str, float]] = []
     proven: archive.Proven = {}
+    aimed: dict[bytes, bytes] = {}
     if target_size <= archive.MAX_EXPANDED and base_size <= archive.MAX_EXPANDED:
         old_data, new_data = old.read_bytes(), new.read_bytes()
         if archive.is_archive(new_data):
             try:
-                body = _archive_patch(old_data, new_data, ids, proven)
+                body = _archive_patch(old_data, new_data, ids, proven, aimed)
             except ArchiveError:
                 body = None
             if body is not None:
@@ -75,11 +76,12 @@ def create_patch(
         candidates.append(_raw_patch_big(old, new, ids))
     candidates.sort(key=lambda c: len(c[0]))
     for blob, transform, reproduced in candidates:
-        if _install(blob, transform, old, out, target_sha, verify, proven):
+        known = (proven, aimed) if transform == "archive" else ({}, {})
+        if _install(blob, transform, old, out, target_sha, verify, *known):
             return PatchInfo(out, len(blob), transform, reproduced)
     # The archive patch did not reproduce the target: a raw diff always does.
     raw = _raw_patch_small(old.read_bytes(), new.read_bytes(), ids)
-    if not _install(*raw[:2], old, out, target_sha, verify, {}):  # pragma: no cover - defensive
+    if not _install(*raw[:2], old, out, target_sha, verify, {}, {}):  # pragma: no cover - defensive
         raise PatchError("no patch method reproduced the target")
     return PatchInfo(out, len(raw[0]), "raw", 0.0)
 
@@ -92,11 +94,13 @@ def _install(
     target_sha: bytes,
     verify: bool,
     proven: archive.Proven,
+    aimed: dict[bytes, bytes],
 ) -> bool:
     """Write ``blob`` to ``out`` atomically unless it is an archive patch that fails to apply.
 
     The check is the client's whole apply, except that compressions the probe already
-    ran and compared (``proven``) are not run again.
+    ran and compared (``proven``) and ELF bases already re-aimed by the same code from
+    the same bytes (``aimed``) are not computed again.
     """
     tmp_dir = out.parent if str(out.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=".wspatch-")
@@ -106,7 +110,7 @@ def _install(
         if (
             verify
             and transform == "archive"
-            and not _reproduces(old, Path(tmp), target_sha, proven)
+            and not _reproduces(old, Path(tmp), target_sha, proven, aimed)
         ):
             return False
         os.replace(tmp, out)
@@ -116,18 +120,24 @@ def _install(
             os.unlink(tmp)
 
 
-def _reproduces(old: Path, patch: Path, target_sha: bytes, proven: archive.Proven) -> bool:
+def _reproduces(
+    old: Path, patch: Path, target_sha: bytes, proven: archive.Proven, aimed: dict[bytes, bytes]
+) -> bool:
     with tempfile.TemporaryDirectory(dir=patch.parent) as d:
         dest = Path(d) / "check"
         try:
-            apply_patch(old, patch, dest, proven=proven)
+            apply_patch(old, patch, dest, proven=proven, aimed=aimed)
         except PatchError:
             return False
         return _sha256_file(dest)[0] == target_sha
 
 
 def _archive_patch(
-    old_data: bytes, new_data: bytes, ids: tuple[bytes, int, bytes, int], proven: archive.Proven
+    old_data: bytes,
+    new_data: bytes,
+    ids: tuple[bytes, int, bytes, int],
+    proven: archive.Proven,
+    aimed: dict[bytes, bytes],
 ) -> tuple[bytes, str, float]:
     base = archive.base_expansion(old_data)
     base_stream, base_units = base.stream, _units_of_base(old_data, base)
@@ -155,6 +165,7 @@ def _archive_patch(
                 builder.add_bsdiff(base_stream[off : off + blen], off, unit, next(diffs))
         sink.seek(0)
         payloads = sink.read()
+    aimed.update(builder.aimed)
     top = archive.top_level(target.ops)
     compressed = [op.out_len for op in top if op.kind != archive.RAW]
     raw_comp = sum(op.out_len for op in top if op.kind == archive.RAW)

@@ -29,6 +29,7 @@ any parse problem means "no references" (on both sides alike), never an exceptio
 from __future__ import annotations
 
 import bisect
+import hashlib
 import re
 import struct
 import zlib
@@ -925,14 +926,20 @@ def diff(base: bytes, target: bytes) -> tuple[bytes, bytes, bytes, bytes] | None
     return None if made is None else (made[0], made[1], made[2], made[4])
 
 
-def diff_both(base: bytes, target: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes] | None:
-    """(image pairing, control, diff vs re-aimed base, diff vs base, extra), or None.
+def diff_both(base: bytes, target: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes, bytes] | None:
+    """(image pairing, control, diff vs re-aimed base, diff vs base, extra, re-aimed
+    base), or None.
 
     None when either side holds no x86-64 ELF image. The control triples align the two
     units with the references of their images labelled (see :func:`_labelled`); the
     first diff stream is taken against the re-aimed base (:func:`adjusted_base`), the
     second against the base as it is: the same triples then make a plain bsdiff part,
     so one suffix sort yields both candidates.
+
+    The re-aimed base is what :func:`adjusted_base` gives for the returned pairing and
+    control bytes: the pairing is decoded from its own encoding first, so the two run
+    the same code on the same inputs (the creator's self-check relies on it, see
+    :func:`aimed_key`).
     """
     old_images, new_images = find_images(base), find_images(target)
     if not old_images or not new_images:
@@ -946,7 +953,8 @@ def diff_both(base: bytes, target: bytes) -> tuple[bytes, bytes, bytes, bytes, b
         pairing.append(
             None if match is None else (match.start, match.image.size, match.image.loads)
         )
-    adjusted = _adjust_all(base, old_images, pairing, segs)
+    pairing_raw = encode_pairing(pairing)
+    adjusted = _adjust_all(base, old_images, decode_pairing(pairing_raw, len(old_images)), segs)
     aimed, plain, extras = [], [], []
     old = new = 0
     for x, y, z in triples:
@@ -957,12 +965,26 @@ def diff_both(base: bytes, target: bytes) -> tuple[bytes, bytes, bytes, bytes, b
         old += x + z
         new += x + y
     return (
-        encode_pairing(pairing),
+        pairing_raw,
         ctrl,
         b"".join(aimed),
         b"".join(plain),
         b"".join(extras),
+        adjusted,
     )
+
+
+def aimed_key(base: bytes, pairing_raw: bytes, ctrl: bytes) -> bytes:
+    """A digest naming the inputs of :func:`adjusted_base`.
+
+    The creator keeps the re-aimed bases it computed under this key, and checking its
+    own patch then reuses them instead of re-aiming every image a second time.
+    """
+    h = hashlib.sha256()
+    for part in (base, pairing_raw, ctrl):
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.digest()
 
 
 def adjusted_base(base: bytes, pairing_raw: bytes, ctrl: bytes) -> bytes:

@@ -60,8 +60,11 @@ def bsdiff_streams(base: bytes, target: bytes) -> tuple[bytes, bytes, bytes]:
     return result
 
 
-# What a unit's diff produced: (method, image pairing triples (elf only), ctrl, diff, extra).
-Streams = tuple[int, bytes, bytes, bytes, bytes]
+# What a unit's diff produced: (method, image pairing triples (elf only), ctrl, diff, extra,
+# the re-aimed base the diff was taken against (elf only)).
+Streams = tuple[int, bytes, bytes, bytes, bytes, bytes]
+# Re-aimed bases kept for the creator's self-check: at most this many bytes in all.
+AIMED_KEEP = 128 << 20
 
 
 def _estimate(data: bytes) -> int:
@@ -80,11 +83,11 @@ def unit_streams(base: bytes, target: bytes) -> Streams:
     if base and target and base != target and elf.has_elf(base) and elf.has_elf(target):
         made = elf.diff_both(base, target)
         if made is not None:
-            pairing, ctrl, aimed, plain, extra = made
+            pairing, ctrl, aimed, plain, extra, adjusted = made
             if len(pairing) + _estimate(aimed) < _estimate(plain):
-                return (METHOD_ELF, pairing, ctrl, aimed, extra)
-            return (METHOD_BSDIFF, b"", ctrl, plain, extra)
-    return (METHOD_BSDIFF, b"", *bsdiff_streams(base, target))
+                return (METHOD_ELF, pairing, ctrl, aimed, extra, adjusted)
+            return (METHOD_BSDIFF, b"", ctrl, plain, extra, b"")
+    return (METHOD_BSDIFF, b"", *bsdiff_streams(base, target), b"")
 
 
 def _unit_job(job: tuple[bytes, bytes]) -> Streams:
@@ -154,6 +157,8 @@ class DiffBuilder:
         self.ctrl = bytearray()
         self.diff = bytearray()
         self.extra = bytearray()
+        # elf.aimed_key -> re-aimed base, for checking the patch (see PartApplier).
+        self.aimed: dict[bytes, bytes] = {}
         self._sink = payload_sink
 
     def add_bsdiff(
@@ -171,9 +176,11 @@ class DiffBuilder:
         if base == target and base:
             self.parts.append(Part(METHOD_COPY, base_offset, len(base), len(target)))
             return
-        method, loads, control, bdiff, bextra = (
+        method, loads, control, bdiff, bextra, adjusted = (
             streams if streams is not None else unit_streams(base, target)
         )
+        if adjusted and sum(map(len, self.aimed.values())) + len(adjusted) <= AIMED_KEEP:
+            self.aimed[elf.aimed_key(base, loads, control)] = adjusted
         # ELF parts: the image pairing (new starts, load segments) precedes the triples.
         self.ctrl += loads + control
         self.diff += bdiff
@@ -223,7 +230,16 @@ def _window_compressor(base: bytes) -> zstandard.ZstdCompressor:
 class PartApplier:
     """Rebuilds target-stream pieces from parts, checking every bound first."""
 
-    def __init__(self, ctrl: bytes, diff: bytes, extra: bytes, base_len: int) -> None:
+    def __init__(
+        self,
+        ctrl: bytes,
+        diff: bytes,
+        extra: bytes,
+        base_len: int,
+        aimed: dict[bytes, bytes] | None = None,
+    ) -> None:
+        """``aimed``: re-aimed bases by :func:`patches.elf.aimed_key`, already computed by
+        the same code from the same bytes (the creator checking its own patch)."""
         if len(ctrl) % CTRL_SIZE:
             raise PatchFormatError("control stream has a partial entry")
         self._ctrl = memoryview(ctrl)
@@ -231,6 +247,7 @@ class PartApplier:
         self._extra = memoryview(extra)
         self._c = self._d = self._e = 0
         self._base_len = base_len
+        self._aimed = aimed or {}
 
     def check_part(self, part: Part) -> None:
         """Bounds that do not depend on data: the base range must exist."""
@@ -286,8 +303,9 @@ class PartApplier:
         self._d += n_diff
         self._e += n_extra
         if part.method == METHOD_ELF:
+            known = self._aimed.get(elf.aimed_key(base, pairing, raw)) if self._aimed else None
             try:
-                base = elf.adjusted_base(base, pairing, raw)
+                base = known if known is not None else elf.adjusted_base(base, pairing, raw)
             except ValueError as exc:
                 raise PatchFormatError(f"elf part: {exc}") from exc
         result: bytes = bsdiff4.core.patch(base, part.out_length, raw, bdiff, bextra)

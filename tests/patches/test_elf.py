@@ -15,10 +15,20 @@ import pytest
 import zstandard
 
 from patches import elf, methods
-from patches.apply import apply_patch
+from patches.apply import apply_patch, read_header
+from patches.create import create_patch
 from patches.errors import PatchFormatError
-from patches.format import HEADER, METHOD_BSDIFF, METHOD_ELF, PART, Header, Part, decompress
-from tests.patches.conftest import apt_pair
+from patches.format import (
+    HEADER,
+    METHOD_BSDIFF,
+    METHOD_ELF,
+    PART,
+    TRANSFORM_ARCHIVE,
+    Header,
+    Part,
+    decompress,
+)
+from tests.patches.conftest import apt_pair, mutate, text_blob
 from tests.prereq import missing
 
 # A small library with what rebuilt C code is made of: calls between functions, calls
@@ -302,8 +312,8 @@ def test_plain_bsdiff_kept_when_re_aiming_does_not_help(libs: tuple[bytes, bytes
     old, _ = libs
     at = old.index(b"hello %s")
     new = old[:at] + b"H" + old[at + 1 :]
-    method, pairing, ctrl, diff, extra = methods.unit_streams(old, new)
-    assert method == METHOD_BSDIFF and pairing == b""
+    method, pairing, ctrl, diff, extra, adjusted = methods.unit_streams(old, new)
+    assert method == METHOD_BSDIFF and pairing == b"" and adjusted == b""
     assert bsdiff4.core.patch(old, len(new), ctrl, diff, extra) == new
 
 
@@ -381,3 +391,56 @@ def test_out_of_range_fields_are_zeroed(libs: tuple[bytes, bytes]) -> None:
     # Before any match the alignment is undefined: the section table's offset stays.
     none = elf.encode_pairing([(0, len(old), image.loads)])
     assert elf.adjusted_base(old, none, b"")[32:48] == old[32:48]
+
+
+def test_re_aimed_base_is_what_the_applier_computes(libs: tuple[bytes, bytes]) -> None:
+    """The creator's re-aimed base (kept for its self-check) is adjusted_base's output for
+    the very pairing and control bytes it wrote, and a wrong kept base is caught."""
+    old, new = libs
+    method, pairing, ctrl, diff, extra, adjusted = methods.unit_streams(old, new)
+    assert method == METHOD_ELF and adjusted
+    assert adjusted == elf.adjusted_base(old, pairing, ctrl)
+    key = elf.aimed_key(old, pairing, ctrl)
+    assert key != elf.aimed_key(old + b"\0", pairing, ctrl)
+    n = len(ctrl) // methods.CTRL_SIZE
+    part = Part(METHOD_ELF, 0, len(old), len(new), n, len(pairing) // methods.CTRL_SIZE)
+    kept = methods.PartApplier(pairing + ctrl, diff, extra, len(old), {key: adjusted})
+    assert kept.apply(part, old, b"") == new
+    forged = methods.PartApplier(pairing + ctrl, diff, extra, len(old), {key: bytes(len(old))})
+    assert forged.apply(part, old, b"") != new  # then the target digest check fails
+
+
+def test_creation_check_reuses_the_re_aimed_bases(
+    libs: tuple[bytes, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checking a new patch does not re-aim the images again; a client does."""
+    import zipfile
+
+    def wheel(lib: bytes, text: bytes, path: Path) -> Path:
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr(
+                zipfile.ZipInfo("pkg/_native.so", (2024, 1, 1, 0, 0, 0)), lib, zipfile.ZIP_DEFLATED
+            )
+            # Compressed text that changes a little: a raw diff of the zip is far bigger.
+            z.writestr(
+                zipfile.ZipInfo("pkg/mod.py", (2024, 1, 1, 0, 0, 0)), text, zipfile.ZIP_DEFLATED
+            )
+        return path
+
+    text = text_blob(3, 200_000)
+    old = wheel(libs[0], text, tmp_path / "a.whl")
+    new = wheel(libs[1], mutate(text, 4, 3), tmp_path / "b.whl")
+    calls = []
+    real = elf.adjusted_base
+
+    def counting(base: bytes, pairing_raw: bytes, ctrl: bytes) -> bytes:
+        calls.append(len(base))
+        return real(base, pairing_raw, ctrl)
+
+    monkeypatch.setattr(elf, "adjusted_base", counting)
+    info = create_patch(old, new, tmp_path / "p.wsp")
+    assert info.transform == "archive" and calls == []
+    header = read_header(tmp_path / "p.wsp")
+    assert header.transform == TRANSFORM_ARCHIVE
+    apply_patch(old, tmp_path / "p.wsp", tmp_path / "out.whl")
+    assert len(calls) == 1 and (tmp_path / "out.whl").read_bytes() == new.read_bytes()

@@ -76,12 +76,11 @@ def create_patch(
         candidates.append(_raw_patch_big(old, new, ids))
     candidates.sort(key=lambda c: len(c[0]))
     for blob, transform, reproduced in candidates:
-        known = (proven, aimed) if transform == "archive" else ({}, {})
-        if _install(blob, transform, old, out, target_sha, verify, *known):
+        if _install(blob, transform, old, out, target_sha, verify, proven, aimed):
             return PatchInfo(out, len(blob), transform, reproduced)
     # The archive patch did not reproduce the target: a raw diff always does.
     raw = _raw_patch_small(old.read_bytes(), new.read_bytes(), ids)
-    if not _install(*raw[:2], old, out, target_sha, verify, {}, {}):  # pragma: no cover - defensive
+    if not _install(*raw[:2], old, out, target_sha, verify, proven, aimed):  # pragma: no cover
         raise PatchError("no patch method reproduced the target")
     return PatchInfo(out, len(raw[0]), "raw", 0.0)
 
@@ -324,14 +323,16 @@ def _assemble(
         # -> 7).
         b"".join(p.encode() for p in builder.parts),
     ]
-    # xz and zstd release the GIL: every (section, codec) runs side by side, biggest first.
-    tasks = [(i, make) for i, data in enumerate(raw) for make in compressions(data)]
-    order = sorted(range(len(tasks)), key=lambda t: -len(raw[tasks[t][0]]))
+    # xz and zstd release the GIL: every (section, codec) runs side by side, biggest
+    # section first (a stable sort: each section's outputs stay in compressions' order).
+    tasks = sorted(
+        ((i, make) for i, data in enumerate(raw) for make in compressions(data)),
+        key=lambda task: -len(raw[task[0]]),
+    )
+    outputs: list[list[bytes]] = [[] for _ in raw]
     with ThreadPoolExecutor(WORKERS) as pool:
-        futures = {t: pool.submit(tasks[t][1]) for t in order}
-        outputs: list[list[bytes]] = [[] for _ in raw]
-        for t, (i, _) in enumerate(tasks):
-            outputs[i].append(futures[t].result())
+        for i, running in [(i, pool.submit(make)) for i, make in tasks]:
+            outputs[i].append(running.result())
     *sections, table = [smallest(out) for out in outputs]
     body = b"".join(sections) + table + payloads
     header = Header(

@@ -29,6 +29,7 @@ from patches.format import (
     decompress,
 )
 from tests.patches.conftest import apt_pair, mutate, text_blob
+from tests.patches.test_roundtrip import make_tar, make_zip
 from tests.prereq import missing
 
 # A small library with what rebuilt C code is made of: calls between functions, calls
@@ -178,26 +179,16 @@ def test_identical_and_unrelated(libs: tuple[bytes, bytes]) -> None:
 
 def test_libraries_inside_a_tar(libs: tuple[bytes, bytes]) -> None:
     """A .deb's data.tar holds several libraries: each old one is paired with its new one."""
-
-    def tar(files: dict[str, bytes]) -> bytes:
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
-            for name, data in files.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                t.addfile(info, io.BytesIO(data))
-        return buf.getvalue()
-
     old, new = libs
-    a = tar({"usr/lib/liba.so": old, "doc": b"x" * 700, "usr/lib/libb.so": old[::-1] + old})
-    b = tar({"usr/lib/liba.so": new, "doc": b"y" * 700, "usr/lib/libb.so": old[::-1] + new})
+    a = make_tar({"usr/lib/liba.so": old, "doc": b"x" * 700, "usr/lib/libb.so": old[::-1] + old})
+    b = make_tar({"usr/lib/liba.so": new, "doc": b"y" * 700, "usr/lib/libb.so": old[::-1] + new})
     assert len(elf.find_images(a)) == 2
     pairing, *_ = _roundtrip(a, b)
     decoded = elf.decode_pairing(pairing, 2)
     assert all(p is not None for p in decoded)
     # An old image with no counterpart is left alone (pairing None).
-    c = tar({"doc": b"z" * 5000, "usr/lib/liba.so": new})
-    _roundtrip(tar({"x": old, "y": old}), c)
+    c = make_tar({"doc": b"z" * 5000, "usr/lib/liba.so": new})
+    _roundtrip(make_tar({"x": old, "y": old}), c)
 
 
 def test_hostile_images_never_crash(libs: tuple[bytes, bytes]) -> None:
@@ -414,17 +405,10 @@ def test_creation_check_reuses_the_re_aimed_bases(
     libs: tuple[bytes, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Checking a new patch does not re-aim the images again; a client does."""
-    import zipfile
 
     def wheel(lib: bytes, text: bytes, path: Path) -> Path:
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr(
-                zipfile.ZipInfo("pkg/_native.so", (2024, 1, 1, 0, 0, 0)), lib, zipfile.ZIP_DEFLATED
-            )
-            # Compressed text that changes a little: a raw diff of the zip is far bigger.
-            z.writestr(
-                zipfile.ZipInfo("pkg/mod.py", (2024, 1, 1, 0, 0, 0)), text, zipfile.ZIP_DEFLATED
-            )
+        # Compressed text that changes a little: a raw diff of the zip is far bigger.
+        path.write_bytes(make_zip({"pkg/_native.so": lib, "pkg/mod.py": text}))
         return path
 
     text = text_blob(3, 200_000)

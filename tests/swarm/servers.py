@@ -5,6 +5,7 @@ directory with single byte ranges, plus misbehaviours a test can switch on:
 corrupt bytes, stalling, dying mid-transfer, holding only some chunks (with a
 bitfield at ``/.well-known/webseed/bitfield/<digest>``), a rate limit.
 ``Nginx`` runs the real nginx as a plain mirror (no bitfield, no webseed code).
+:func:`webseed_serve` runs the real ``webseed serve`` command.
 """
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,3 +219,33 @@ def source(root: Path, **kw: Any) -> tuple[Server, Behaviour]:
     """A Hypercorn range server over ``root`` with a :class:`Behaviour`."""
     b = Behaviour(**kw)
     return Server(RangeApp(root, b)), b
+
+
+@contextlib.contextmanager
+def webseed_serve(repo: Path, *args: str) -> Iterator[str]:
+    """A ``webseed serve`` process on an ephemeral port; yields the URL it prints.
+
+    Its stderr goes to a file (a pipe nobody reads could fill up and stall a chatty
+    peer); it is shown if the process does not start. Stopped by PID.
+    """
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "webseed.cli", "serve", str(repo), "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            m = re.search(r"(https?://\S+)", proc.stdout.readline())
+            if m is None:
+                err.seek(0)
+            assert m, err.read()
+            yield m.group(1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()

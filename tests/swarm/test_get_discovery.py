@@ -6,10 +6,6 @@ Real ``webseed serve`` processes (and the real nginx) on 127.0.0.1 ephemeral por
 from __future__ import annotations
 
 import json
-import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +19,7 @@ from peer.incentives.client import PeerAuth
 from peer.incentives.identity import PeerIdentity, load
 from tests.nginx import Nginx, nginx_binary
 from tests.prereq import missing
+from tests.swarm.servers import webseed_serve
 from tests.swarm.test_get_cli import PATH, published  # noqa: F401  (fixture)
 from webseed.cli import app
 
@@ -31,24 +28,9 @@ runner = CliRunner()
 
 @contextmanager
 def serve(repo: Path, state: Path, *args: str) -> Iterator[str]:
-    """A ``webseed serve`` process; yields its base URL; stopped by PID."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "webseed.cli", "serve", str(repo), "--port", "0",
-         "--state-dir", str(state), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        m = re.search(r"(https?://\S+)", proc.stdout.readline())
-        assert m, "serve did not start"
-        yield m.group(1).rstrip("/")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    """A ``webseed serve`` process with its own state dir; yields its base URL."""
+    with webseed_serve(repo, "--state-dir", str(state), *args) as url:
+        yield url.rstrip("/")
 
 
 def _wait_pex(url: str, wanted: list[str], limit: float = 20.0) -> None:

@@ -3,47 +3,19 @@
 from __future__ import annotations
 
 import json
-import re
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from tests.nginx import Nginx, nginx_binary
 from tests.prereq import missing
+from tests.swarm.servers import webseed_serve
 from tests.swarm.test_get_cli import PATH, SIZE, published  # noqa: F401  (fixture)
 from webseed.cli import app
 from webseed.manifest import Manifest
 from webseed.storage import PartialArtifact
 
-WEBSEED = str(Path(sys.executable).parent / "webseed")
 runner = CliRunner()
-
-
-@contextmanager
-def serve(repo: Path, *args: str) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [WEBSEED, "serve", str(repo), "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        m = re.search(r"(https?://\S+)", proc.stdout.readline())
-        assert m, proc.stderr.read() if proc.stderr else ""
-        yield m.group(1)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
 
 
 def test_get_from_webseed_serve_peers_one_partial(published, tmp_path: Path) -> None:  # noqa: F811
@@ -66,9 +38,9 @@ def test_get_from_webseed_serve_peers_one_partial(published, tmp_path: Path) -> 
     empty.mkdir()
     out = tmp_path / "got.iso"
     with (
-        serve(repo, "--rate", "1M") as full1,
-        serve(repo, "--rate", "1M") as full2,
-        serve(empty, "--store", str(store)) as half,
+        webseed_serve(repo, "--rate", "1M") as full1,
+        webseed_serve(repo, "--rate", "1M") as full2,
+        webseed_serve(empty, "--store", str(store)) as half,
         Nginx(repo, limit_rate="1m") as mirror,
     ):
         res = runner.invoke(
@@ -101,7 +73,7 @@ def test_engine_uses_http2_over_tls_with_a_webseed_peer(published, tmp_path: Pat
     digest = next((repo / ".well-known/webseed/manifests").glob("*.json")).stem
     manifest = Manifest.parse((repo / f".well-known/webseed/manifests/{digest}.json").read_bytes())
     cert, key = _self_signed(tmp_path)
-    with serve(repo, "--tls-cert", str(cert), "--tls-key", str(key)) as url:
+    with webseed_serve(repo, "--tls-cert", str(cert), "--tls-key", str(key)) as url:
         assert url.startswith("https://")
 
         async def main():

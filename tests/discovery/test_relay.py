@@ -7,8 +7,9 @@ port), the worker and the requesters are real httpx clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import httpx
 import pytest
@@ -38,8 +39,19 @@ async def _answer(
     return 200, [("content-type", "text/plain")], f"served {path}".encode()
 
 
-async def _hub_server(hub: RelayHub) -> tuple[str, asyncio.Event, asyncio.Task[None]]:
-    return await _serve(DiscoveryApp(Exchange(GossipStore(clock=time.time)), None, hub=hub))
+@contextlib.asynccontextmanager
+async def _hub_server(hub: RelayHub, halt: asyncio.Event) -> AsyncIterator[str]:
+    """The hub behind a real server; yields its URL. On the way out the test's workers
+    are told to stop (``halt``) and the server is shut down."""
+    url, stop, server = await _serve(
+        DiscoveryApp(Exchange(GossipStore(clock=time.time)), None, hub=hub)
+    )
+    try:
+        yield url
+    finally:
+        halt.set()
+        stop.set()
+        await server
 
 
 def test_abandoned_poll_does_not_swallow_the_next_task() -> None:
@@ -55,32 +67,26 @@ def test_abandoned_poll_does_not_swallow_the_next_task() -> None:
 
     async def go() -> None:
         hub = RelayHub(timeout=4.0, poll_timeout=15.0)
-        url, stop, server = await _hub_server(hub)
         halt = asyncio.Event()
-        try:
-            async with httpx.AsyncClient() as client:
-                auth = {"webseed-peer": oid, AUTH_HEADER: poll_auth(ident, time.time())}
-                with pytest.raises(httpx.ReadTimeout):  # httpx closes the connection
-                    await client.get(f"{url}{RELAY_PREFIX}/poll", headers=auth, timeout=0.3)
-                await asyncio.sleep(0.3)  # the server has seen the close
-                worker = RelayWorker(url, ident, _answer, client)
-                polling = asyncio.create_task(worker.run(halt, poll_timeout=15.0))
-                await wait_until(lambda: worker.polls >= 1)
-                await asyncio.sleep(0.3)  # its poll has reached the hub
-                started = time.monotonic()
-                got = await client.get(f"{relay_url(url, oid)}/a", timeout=10)
-                assert (got.status_code, got.content) == (200, b"served a")
-                assert time.monotonic() - started < 2.0
-                assert hub.abandoned_polls == 1
-                # Held now: only the live worker's next poll.
-                await wait_until(lambda: hub.sessions()[oid]["polling"] == 1)
-                assert hub.sessions()[oid]["connected"] and worker.served == 1
-                halt.set()
-                await polling
-        finally:
+        async with _hub_server(hub, halt) as url, httpx.AsyncClient() as client:
+            auth = {"webseed-peer": oid, AUTH_HEADER: poll_auth(ident, time.time())}
+            with pytest.raises(httpx.ReadTimeout):  # httpx closes the connection
+                await client.get(f"{url}{RELAY_PREFIX}/poll", headers=auth, timeout=0.3)
+            await asyncio.sleep(0.3)  # the server has seen the close
+            worker = RelayWorker(url, ident, _answer, client)
+            polling = asyncio.create_task(worker.run(halt, poll_timeout=15.0))
+            await wait_until(lambda: worker.polls >= 1)
+            await asyncio.sleep(0.3)  # its poll has reached the hub
+            started = time.monotonic()
+            got = await client.get(f"{relay_url(url, oid)}/a", timeout=10)
+            assert (got.status_code, got.content) == (200, b"served a")
+            assert time.monotonic() - started < 2.0
+            assert hub.abandoned_polls == 1
+            # Held now: only the live worker's next poll.
+            await wait_until(lambda: hub.sessions()[oid]["polling"] == 1)
+            assert hub.sessions()[oid]["connected"] and worker.served == 1
             halt.set()
-            stop.set()
-            await server
+            await polling
 
     run(go)
 
@@ -91,25 +97,19 @@ def test_hung_app_answers_504_and_the_worker_polls_on() -> None:
 
     async def go() -> None:
         hub = RelayHub(timeout=10.0, poll_timeout=15.0)
-        url, stop, server = await _hub_server(hub)
         halt = asyncio.Event()
-        try:
-            async with httpx.AsyncClient() as client:
-                worker = RelayWorker(url, ident, _answer, client, handler_timeout=0.5)
-                polling = asyncio.create_task(worker.run(halt, poll_timeout=15.0))
-                await wait_until(lambda: hub.connected(oid))
-                hung = await client.get(f"{relay_url(url, oid)}/hang", timeout=10)
-                assert hung.status_code == 504  # from the worker, well before the hub's 10 s
-                fine = await client.get(f"{relay_url(url, oid)}/b", timeout=10)
-                assert (fine.status_code, fine.content) == (200, b"served b")
-                state = worker.state()
-                assert state["served"] == 2 and state["since_answer"] is not None
-                halt.set()
-                await polling
-        finally:
+        async with _hub_server(hub, halt) as url, httpx.AsyncClient() as client:
+            worker = RelayWorker(url, ident, _answer, client, handler_timeout=0.5)
+            polling = asyncio.create_task(worker.run(halt, poll_timeout=15.0))
+            await wait_until(lambda: hub.connected(oid))
+            hung = await client.get(f"{relay_url(url, oid)}/hang", timeout=10)
+            assert hung.status_code == 504  # from the worker, well before the hub's 10 s
+            fine = await client.get(f"{relay_url(url, oid)}/b", timeout=10)
+            assert (fine.status_code, fine.content) == (200, b"served b")
+            state = worker.state()
+            assert state["served"] == 2 and state["since_answer"] is not None
             halt.set()
-            stop.set()
-            await server
+            await polling
 
     run(go)
 
